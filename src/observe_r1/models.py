@@ -1,0 +1,260 @@
+"""Models: a tiny Qwen2.5-VL built entirely locally, and the one loader used everywhere.
+
+Hub downloads are impossible on our CI machines, so tests and the demo use a Qwen2.5-VL with the real
+architecture but a few hundred thousand parameters, a byte-level BPE trained here, Qwen's chat format and
+the PIL image processor. Users pass a hub id instead (``Qwen/Qwen2.5-VL-3B-Instruct``)::
+
+    observe-r1 tiny-model /tmp/tiny --size tiny --seed 0
+    python -c "import observe_r1; from observe_r1.models import load_policy; print(load_policy('/tmp/tiny'))"
+
+torchvision can't be imported beside the CPU torch we pin, and the stock ``Qwen2_5_VLProcessor`` insists on a
+video processor (which needs torchvision). ``ObserveR1VLProcessor`` is the image-only variant; importing
+``observe_r1`` registers it with ``AutoProcessor``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    GenerationConfig,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2Tokenizer,
+)
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.processing_utils import ProcessorMixin
+
+from observe_r1.prompts import SYSTEM_PROMPT
+
+# The 14 special tokens of Qwen2.5-VL, in Qwen's id order.
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+]  # fmt: skip
+# Tokens a policy must never generate: an image placeholder in a completion breaks the next forward pass
+# ("Image features and image tokens do not match").
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+
+# Qwen's chat layout (<|im_start|>role\n…<|im_end|>\n, images as <|vision_start|><|image_pad|><|vision_end|>),
+# written for observe-r1. Accepts string content or lists of {"type": "image"} / {"type": "text"} parts.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+class ObserveR1VLProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL processor for images and text only (no video processor, hence no torchvision)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        self.image_token = "<|image_pad|>"
+        self.video_token = "<|video_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+# transformers (5.17) ignores registrations keyed by a native config class, and AutoProcessor then returns a
+# bare tokenizer. Registered under its own key, the class is found by the name saved in processor_config.json.
+AutoProcessor.register("observe_r1_vl_processor", ObserveR1VLProcessor, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class TinySize:
+    """Tower sizes of a locally built Qwen2.5-VL. ``text_hidden / text_heads`` is the head dim."""
+
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    vocab_size: int
+
+
+SIZES = {
+    # ~0.2M parameters: unit tests.
+    "tiny": TinySize(64, 2, 4, 2, 32, 2, 2, vocab_size=512),
+    # ~0.6M: the CPU demo (FACTS.md: learns the synthetic task in minutes).
+    "small": TinySize(128, 2, 4, 2, 64, 2, 4, vocab_size=768),
+    # ~1.8M: slower, more capacity.
+    "base": TinySize(192, 3, 6, 2, 96, 2, 4, vocab_size=768),
+}
+
+
+def _tokenizer_corpus() -> list[str]:
+    """Local text the BPE is trained on: prompts, tags, the synthetic task's words, digits and punctuation."""
+    from observe_r1.synth import corpus_sentences  # the built-in task decides which merges are worth having
+
+    ascii_line = "".join(chr(c) for c in range(32, 127))
+    return [SYSTEM_PROMPT, ascii_line, "0 1 2 3 4 5 6 7 8 9 10 11 12", *corpus_sentences()]
+
+
+def build_tokenizer(vocab_size: int = 512) -> Qwen2Tokenizer:
+    """Train a byte-level BPE (Qwen2's pre-tokenizer) on local text and wrap it as a ``Qwen2Tokenizer``."""
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=QWEN_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    state = json.loads(bpe.to_str())
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["model"]["merges"]]
+    tokenizer = Qwen2Tokenizer(
+        vocab=state["model"]["vocab"],
+        merges=merges,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        extra_special_tokens=QWEN_SPECIAL_TOKENS[1:],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_image_processor(min_pixels: int = 56 * 56, max_pixels: int = 224 * 224) -> Qwen2VLImageProcessorPil:
+    """Qwen2-VL's PIL image processor: 14-px patches, 2×2 merge, so a 112×112 image is 16 image tokens."""
+    return Qwen2VLImageProcessorPil(
+        patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=min_pixels, max_pixels=max_pixels
+    )
+
+
+def build_tiny_model(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a randomly initialised Qwen2.5-VL with processor and generation config to ``out_dir``.
+
+    Deterministic for a ``seed``. The result loads with ``AutoProcessor`` / ``AutoModelForImageTextToText``
+    (after ``import observe_r1``) or :func:`load_policy`.
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny-model size {size!r}; choose one of {sorted(SIZES)}")
+    spec = SIZES[size]
+    tokenizer = build_tokenizer(spec.vocab_size)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+    head_dim = spec.text_hidden // spec.text_heads
+    # mrope splits the head_dim/2 rotary frequencies over (time, height, width) as Qwen does: 1/4, 3/8, 3/8.
+    half = head_dim // 2
+    mrope_section = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=spec.text_hidden,
+            intermediate_size=spec.text_hidden * 2,
+            num_hidden_layers=spec.text_layers,
+            num_attention_heads=spec.text_heads,
+            num_key_value_heads=spec.text_kv_heads,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            tie_word_embeddings=False,
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=spec.vision_layers,
+            hidden_size=spec.vision_hidden,
+            intermediate_size=spec.vision_hidden * 2,
+            num_heads=spec.vision_heads,
+            out_hidden_size=spec.text_hidden,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            fullatt_block_indexes=[spec.vision_layers - 1],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        suppress_tokens=[ids[t] for t in VISION_TOKENS],
+    )
+    processor = ObserveR1VLProcessor(build_image_processor(), tokenizer, chat_template=CHAT_TEMPLATE)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def load_processor(model_id_or_path: str | Path, *, trust_remote_code: bool = False, **kwargs):
+    """``AutoProcessor.from_pretrained`` that refuses to silently fall back to a bare tokenizer for a VLM."""
+    processor = AutoProcessor.from_pretrained(str(model_id_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    if getattr(processor, "image_processor", None) is None:
+        raise RuntimeError(
+            f"AutoProcessor returned {type(processor).__name__} without an image processor for {model_id_or_path}: "
+            "the model would be trained as text-only. Import observe_r1 before loading (it registers the "
+            "image-only Qwen2.5-VL processor), and check the transformers version pinned in pyproject.toml."
+        )
+    return processor
+
+
+def _check_exists(model_id_or_path: str | Path) -> None:
+    path = Path(model_id_or_path)
+    looks_local = path.is_absolute() or str(model_id_or_path).startswith((".", "~")) or path.exists()
+    if looks_local and not (path.expanduser() / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model path {path} does not exist or has no config.json; "
+            "build a local model with `observe-r1 tiny-model DIR` or pass a hub id like Qwen/Qwen2.5-VL-3B-Instruct"
+        )
+
+
+def load_policy(
+    model_id_or_path: str | Path,
+    *,
+    dtype: torch.dtype | str = "auto",
+    trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
+    **model_kwargs,
+):
+    """Load ``(model, processor)`` from a hub id or a local directory through the auto classes."""
+    _check_exists(model_id_or_path)
+    processor = load_processor(model_id_or_path, trust_remote_code=trust_remote_code)
+    model = AutoModelForImageTextToText.from_pretrained(
+        str(model_id_or_path), dtype=dtype, trust_remote_code=trust_remote_code, **model_kwargs
+    )
+    if device is not None:
+        model.to(device)
+    return model, processor
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
