@@ -1,0 +1,298 @@
+"""Rule rewards of Observe-R1 (METHOD.md §3): the observe/think/answer format and answer accuracy.
+
+String-level cores (``format_reward``, ``extract_answer``, ``accuracy_reward``) plus TRL-signature adapters
+(``FormatReward``, ``AccuracyReward``) and a parallel, time-bounded batch scorer (``score_completions``) used by
+the trainer, the ladder builder and the evaluator.
+
+    >>> format_reward("<observe>a red square</observe> <think>one shape</think> <answer>1</answer>")
+    1.0
+    >>> accuracy_reward("<observe>x</observe><think>y</think><answer>(B) 5 cm</answer>", "B")
+    1.0
+
+math-verify guards its own time with ``signal.alarm``, which raises off the main thread (TRL calls async reward
+functions from another thread). We disable that and bound time ourselves: every comparison that needs sympy runs
+in a worker process with a per-item timeout; a hung worker is killed and the item scores 0 (counted in
+``REWARD_STATS``). Letters, plain integers and short text never leave the calling thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing as mp
+import re
+import threading
+from collections import Counter
+from functools import lru_cache
+
+# Counted "can't score" events, readable by the trainer's logger: unparseable_gold, timeout.
+REWARD_STATS: Counter = Counter()
+
+TAGS = ("<observe>", "</observe>", "<think>", "</think>", "<answer>", "</answer>")
+OPTION_LETTERS = "ABCDEF"
+MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers; also keeps sympy away from 100k-digit strings
+
+
+# ---------------------------------------------------------------------------------------------- format (§3)
+def format_reward(completion: str) -> float:
+    """1.0 if ``completion`` is ``<observe>X</observe> <think>Y</think> <answer>Z</answer>`` or
+    ``<think>Y1 <observe>X</observe> Y2</think> <answer>Z</answer>``, else 0.0.
+
+    Each of the six lower-case tags appears exactly once, X, Z and the think reasoning (Y, or Y1+Y2) are not blank,
+    and only whitespace separates the blocks or surrounds the whole. Linear time: ``str.count``/``find`` only.
+    """
+    text = completion.strip()
+    if any(text.count(tag) != 1 for tag in TAGS):
+        return 0.0
+    o0, o1, t0, t1, a0, a1 = (text.find(tag) for tag in TAGS)
+    if not (text.endswith("</answer>") and t1 < a0 < a1 and text[t1 + 8 : a0].strip() == ""):
+        return 0.0
+    answer = text[a0 + 8 : a1]
+    observe = text[o0 + 9 : o1]
+    if o0 == 0:  # flat form: observe, then think
+        ok = o1 < t0 and text[o1 + 10 : t0].strip() == "" and bool(text[t0 + 7 : t1].strip())
+    elif t0 == 0:  # nested form: observe inside think, with reasoning beside it (§3; the reference skipped checks)
+        ok = t0 < o0 < o1 < t1 and bool((text[7:o0] + text[o1 + 10 : t1]).strip())
+    else:
+        ok = False
+    return 1.0 if ok and observe.strip() and answer.strip() else 0.0
+
+
+def _last_boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j]
+    return None
+
+
+def extract_answer(completion: str) -> str | None:
+    """Content of the single ``<answer>…</answer>`` (multi-line kept), else the last ``\\boxed{…}``, else None."""
+    if completion.count("<answer>") == 1 and completion.count("</answer>") == 1:
+        start, end = completion.find("<answer>") + 8, completion.find("</answer>")
+        if start <= end:
+            return completion[start:end].strip()
+    boxed = _last_boxed(completion)
+    return boxed.strip() if boxed is not None else None
+
+
+# -------------------------------------------------------------------------------------------- accuracy (§3)
+_LETTER_GOLD = re.compile(r"\(?([A-F])\)?")
+_LETTER_TOKEN = re.compile(r"(?<![A-Za-z0-9])\(?([A-F])(?![A-Za-z0-9])")
+_TEXT_GOLD = re.compile(r"[A-Za-z][A-Za-z '\-]*[A-Za-z]")
+_INTEGER = re.compile(r"[+-]?\d{1,30}")
+
+
+def gold_kind(answer: str) -> str:
+    """How a gold answer is compared: ``letter`` (A-F), ``text`` (words), or ``math`` (numbers, LaTeX)."""
+    answer = answer.strip()
+    if _LETTER_GOLD.fullmatch(answer):
+        return "letter"
+    if _TEXT_GOLD.fullmatch(answer):
+        return "text"
+    return "math"
+
+
+def read_option_letter(prediction: str) -> str | None:
+    """The option letter a prediction names as a standalone token (``B``, ``(B) 5 cm``, ``B:``); None if 0 or 2+."""
+    letters = set(_LETTER_TOKEN.findall(prediction))
+    return letters.pop() if len(letters) == 1 else None
+
+
+def _normalize_text(text: str) -> str:
+    return " ".join(text.casefold().replace("\\text{", "").replace("}", "").split()).rstrip(".")
+
+
+def _wrap_latex(text: str) -> str:
+    return text if "$" in text or "\\boxed" in text else f"${text}$"
+
+
+@lru_cache(maxsize=65536)
+def _math_equal_unbounded(prediction: str, gold: str) -> bool | None:
+    """math-verify equivalence, with its signal-based timeouts off; None if the gold answer can't be parsed.
+
+    Runs in a worker process (see ``_MathPool``): nothing here bounds time.
+    """
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call that we disabled its alarm
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    gold_parsed = parse(_wrap_latex(gold), extraction_config=config, parsing_timeout=None)
+    # parse() falls back to the raw string when sympy can't read it: that is not a usable gold answer
+    if not any(not isinstance(x, str) for x in gold_parsed):
+        return None
+    pred_parsed = parse(_wrap_latex(prediction), extraction_config=config, parsing_timeout=None)
+    return bool(pred_parsed) and verify(gold_parsed, pred_parsed, timeout_seconds=None)
+
+
+def _math_task(args: tuple[str, str]) -> bool | None:
+    return _math_equal_unbounded(*args)
+
+
+class _MathPool:
+    """Worker processes for math-verify; a worker that exceeds its per-item timeout is killed with its pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = None
+        self._size = 0
+
+    def _get(self, workers: int):
+        with self._lock:
+            if self._pool is None or self._size != workers:
+                if self._pool is not None:
+                    self._pool.terminate()
+                # fork: workers need no imports of their own (spawn would re-import torch per worker).
+                ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+                self._pool, self._size = ctx.Pool(workers), workers
+            return self._pool
+
+    def _reset(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.terminate()
+            self._pool = None
+
+    def map(self, pairs: list[tuple[str, str]], workers: int, timeout: float) -> list[bool | None | str]:
+        """Results per pair; the string ``"timeout"`` where an item ran past ``timeout`` seconds."""
+        results: dict[int, bool | None | str] = {}
+        todo = list(range(len(pairs)))
+        while todo:
+            pool = self._get(workers)
+            handles = [(i, pool.apply_async(_math_task, (pairs[i],))) for i in todo]
+            todo = []
+            for k, (i, handle) in enumerate(handles):
+                try:
+                    results[i] = handle.get(timeout=timeout)
+                except mp.TimeoutError:
+                    results[i] = "timeout"
+                    rest = handles[k + 1 :]
+                    results.update((j, h.get()) for j, h in rest if h.ready())
+                    todo = [j for j, h in rest if j not in results]
+                    self._reset()  # kills the hung worker; the unfinished items go to a fresh pool
+                    break
+        return [results[i] for i in range(len(pairs))]
+
+
+_MATH_POOL = _MathPool()
+atexit.register(_MATH_POOL._reset)
+
+
+def math_equal(prediction: str, gold: str, *, timeout: float = 3.0, workers: int = 1) -> bool | None:
+    """Equivalence of two math answers; integers compare in-process, the rest in a time-bounded worker."""
+    return _math_equal_many([(prediction, gold)], timeout=timeout, workers=workers)[0]
+
+
+def _math_equal_many(pairs: list[tuple[str, str]], *, timeout: float, workers: int) -> list[bool | None]:
+    out: list = [None] * len(pairs)
+    slow = []
+    for i, (pred, gold) in enumerate(pairs):
+        if _INTEGER.fullmatch(pred.strip()) and _INTEGER.fullmatch(gold.strip()):
+            out[i] = int(pred) == int(gold)
+        elif len(pred) > MAX_ANSWER_CHARS:
+            out[i] = False
+        else:
+            slow.append(i)
+    if slow:
+        for i, result in zip(slow, _MATH_POOL.map([pairs[i] for i in slow], workers, timeout), strict=True):
+            if result == "timeout":
+                REWARD_STATS["timeout"] += 1
+                result = False
+            out[i] = result
+    return out
+
+
+def _answer_matches_fast(prediction: str, gold: str) -> bool | None:
+    """Letter and text golds are decided here; None when math-verify is needed."""
+    kind = gold_kind(gold)
+    if kind == "letter":
+        return read_option_letter(prediction) == _LETTER_GOLD.fullmatch(gold.strip()).group(1)
+    if kind == "text":
+        return _normalize_text(prediction) == _normalize_text(gold)
+    return None  # even an identical string goes to math-verify: an unparseable gold must never score 1
+
+
+def score_completions(
+    completions: list[str], answers: list[str], *, workers: int = 2, timeout: float = 3.0
+) -> list[float]:
+    """Accuracy rewards (1.0 / 0.0) for many completions: math comparisons in parallel worker processes.
+
+    A comparison running past ``timeout`` seconds scores 0.0 and is counted in ``REWARD_STATS["timeout"]``;
+    an unparseable gold answer scores 0.0 (never 1.0) and is counted in ``REWARD_STATS["unparseable_gold"]``.
+    """
+    assert len(completions) == len(answers), f"{len(completions)} completions vs {len(answers)} answers"
+    scores = [0.0] * len(completions)
+    math_items = []
+    for i, (completion, gold) in enumerate(zip(completions, answers, strict=True)):
+        prediction = extract_answer(completion)
+        if prediction is None:
+            continue
+        fast = _answer_matches_fast(prediction, str(gold))
+        if fast is None:
+            math_items.append((i, prediction, str(gold)))
+        else:
+            scores[i] = float(fast)
+    results = _math_equal_many([(p, g) for _, p, g in math_items], timeout=timeout, workers=workers)
+    for (i, _, _), result in zip(math_items, results, strict=True):
+        if result is None:
+            REWARD_STATS["unparseable_gold"] += 1
+        scores[i] = float(bool(result))
+    return scores
+
+
+def accuracy_reward(completion: str, answer: str) -> float:
+    """1.0 if the extracted answer matches ``answer`` (letters by letter, math by equivalence, text normalised).
+
+    Thread-safe and time-bounded (3 s per comparison); see :func:`score_completions` for the batch path.
+    """
+    return score_completions([completion], [answer], workers=1)[0]
+
+
+def check_gold(answer: object) -> str | None:
+    """Why a gold answer can't be used for training (None if it can): empty, too long, or unparseable maths."""
+    if answer is None or not str(answer).strip():
+        return "empty answer"
+    answer = str(answer).strip()
+    if len(answer) > MAX_ANSWER_CHARS:
+        return f"answer longer than {MAX_ANSWER_CHARS} characters"
+    if gold_kind(answer) == "math" and not _INTEGER.fullmatch(answer):
+        if math_equal(answer, answer) is None:
+            return f"answer {answer[:60]!r} can't be parsed as a number or LaTeX"
+    return None
+
+
+# ------------------------------------------------------------------------------------------- TRL adapters
+def completion_text(completion) -> str:
+    """A TRL completion is a string or a list of chat messages; return its text."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m["content"] if isinstance(m["content"], str) else "" for m in completion)
+
+
+class FormatReward:
+    """TRL reward function ``(completions, **kwargs) -> list[float]`` for :func:`format_reward`."""
+
+    __name__ = "format"
+
+    def __call__(self, completions, **kwargs) -> list[float]:
+        return [format_reward(completion_text(c)) for c in completions]
+
+
+class AccuracyReward:
+    """TRL reward function ``(completions, answer, **kwargs) -> list[float]`` for the accuracy reward.
+
+    A class rather than a closure so that it pickles (TRL may send reward functions to other processes).
+    """
+
+    __name__ = "accuracy"
+
+    def __init__(self, workers: int = 2, timeout: float = 3.0) -> None:
+        self.workers, self.timeout = workers, timeout
+
+    def __call__(self, completions, answer, **kwargs) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        return score_completions(texts, [str(a) for a in answer], workers=self.workers, timeout=self.timeout)
