@@ -6,7 +6,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Observe-R1: progressive RL for multimodal reasoning, on TRL.", no_args_is_help=True)
+app = typer.Typer(
+    help="Observe-R1: progressive RL for multimodal reasoning, on TRL.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 
 @app.command("tiny-model")
@@ -36,5 +40,23 @@ def synth(
     typer.echo(f"wrote {n} items to {path}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(ctx: typer.Context) -> None:
+    """Observe-R1 RL with TRL. Takes TRL-style arguments: --config recipe.yaml, --field value overrides.
+
+    Example: observe-r1 train --config recipes/tiny_cpu.yaml --max_steps 20 --output_dir runs/r1
+    """
+    from observe_r1.train import parse_train_args, run_training
+
+    script_args, config = parse_train_args(list(ctx.args))
+    run_training(script_args, config)
+
+
 def main() -> None:
-    app()
+    from observe_r1.data import DataError
+
+    try:
+        app()
+    except (DataError, FileNotFoundError) as err:  # bad input: the message names the file, row and field
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise SystemExit(2) from None

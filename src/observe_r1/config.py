@@ -1,0 +1,103 @@
+"""Configuration: ``ObserveR1Config`` (a TRL ``GRPOConfig``) and the script arguments of ``observe-r1 train``.
+
+Both are read by TRL's parser, so a YAML recipe (``--config recipes/x.yaml``) and ``--field value`` overrides work
+the same way as for ``trl grpo``. Defaults reproduce the paper (METHOD.md §3-§6); the ablations are one flag away:
+
+    --use_bonus false --use_dyna_weight false --curriculum shuffled     # plain GRPO baseline
+    --curriculum shuffled                                               # random-order ablation
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from observe_r1.prompts import SYSTEM_PROMPT
+
+
+@dataclass
+class ObserveR1Config(GRPOConfig):
+    """``GRPOConfig`` plus the Observe-R1 recipe. Advantages come from ``observe_r1.algo.group_advantages``."""
+
+    use_bonus: bool = field(
+        default=True, metadata={"help": "Pay `bonus_coef` to the shortest correct response of each group (§4)."}
+    )
+    bonus_coef: float = field(default=0.2, metadata={"help": "Size of the shortest-correct bonus (§4)."})
+    bonus_min_length: int = field(
+        default=100,
+        metadata={
+            "help": "The bonus is paid only if the shortest correct response is longer than this many tokens, so "
+            "it never rewards degenerate brevity (§4; scale it to the task's response lengths)."
+        },
+    )
+    use_dyna_weight: bool = field(
+        default=True,
+        metadata={"help": "Multiply each group's advantages by 4·σ·d·(1−d), d = the group's pass rate (§5)."},
+    )
+    dyna_sigma: float = field(default=1.8, metadata={"help": "σ of the dynamic weight; its peak value at d = ½."})
+    accuracy_weight: float = field(default=1.0, metadata={"help": "Weight of the accuracy reward (§3)."})
+    format_weight: float = field(default=0.5, metadata={"help": "Weight of the observe/think/answer format reward."})
+    curriculum: str = field(
+        default="ordered",
+        metadata={
+            "help": "`ordered`: consume the dataset in file order (the NeuraLadder curriculum, §2.7), across "
+            "processes and resumes; `shuffled`: random order (the random-order ablation and plain GRPO)."
+        },
+    )
+    system_prompt: str = field(
+        default=SYSTEM_PROMPT, metadata={"help": "System prompt asking for <observe>, <think> and <answer>."}
+    )
+    reward_workers: int = field(
+        default=2, metadata={"help": "Worker processes that verify math answers (each with a per-item timeout)."}
+    )
+    reward_timeout: float = field(default=3.0, metadata={"help": "Seconds per answer verification before it scores 0."})
+    # Paper settings that differ from TRL's defaults (§6): lr 1e-6, 8 rollouts per prompt, KL 0.01. TRL's default
+    # loss_type 'dapo' already is the paper's token-mean loss.
+    learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (paper: 1e-6, cosine)."})
+    num_generations: int | None = field(default=8, metadata={"help": "Responses per prompt, G (paper: 8)."})
+    beta: float = field(
+        default=0.01,
+        metadata={
+            "help": "KL coefficient (paper: 0.01, applied by the reference code as a k1 reward penalty; TRL adds "
+            "a k3 term to the loss)."
+        },
+    )
+
+    def __post_init__(self):
+        if self.curriculum not in ("ordered", "shuffled"):
+            raise ValueError(f"curriculum must be 'ordered' or 'shuffled'; got {self.curriculum!r}")
+        self.shuffle_dataset = self.curriculum == "shuffled"
+        if self.dyna_sigma <= 0:
+            raise ValueError(f"dyna_sigma must be > 0; got {self.dyna_sigma} (use --use_dyna_weight false to turn off)")
+        if self.bonus_coef < 0 or self.bonus_min_length < 0:
+            raise ValueError("bonus_coef and bonus_min_length must be >= 0 (use --use_bonus false to turn it off)")
+        if self.reward_weights is not None:
+            raise ValueError("set accuracy_weight / format_weight instead of reward_weights")
+        self.reward_weights = [self.accuracy_weight, self.format_weight]
+        if self.scale_rewards != "group" or self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                "Observe-R1 normalises the summed reward per group (§5): keep scale_rewards='group' and "
+                "multi_objective_aggregation='sum_then_normalize'"
+            )
+        super().__post_init__()
+
+
+@dataclass
+class TrainScriptArguments:
+    """What ``observe-r1 train`` needs besides the trainer config."""
+
+    model_name_or_path: str = field(
+        default="Qwen/Qwen2.5-VL-3B-Instruct", metadata={"help": "Hub id or local directory of the policy."}
+    )
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Training data: JSONL, Parquet or a datasets directory (see observe_r1.data)."}
+    )
+    skip_bad_rows: bool = field(
+        default=False, metadata={"help": "Skip and count unusable rows instead of stopping at the first one."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the last checkpoint in output_dir (same curriculum position)."}
+    )
+    min_pixels: int = field(default=3136, metadata={"help": "Images are upscaled to at least this many pixels."})
+    max_pixels: int = field(default=2_560_000, metadata={"help": "Images are downscaled to at most this many pixels."})

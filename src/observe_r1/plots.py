@@ -1,0 +1,51 @@
+"""PNG plots of a run's ``metrics.jsonl``: reward components, accuracy, length, dynamic weight, curriculum."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PANELS = {
+    "rewards": ["reward", "accuracy", "format_rate", "bonus_rate"],
+    "length": ["completion_length", "length_correct", "length_incorrect"],
+    "weight": ["dyna_weight_mean"],
+    "curriculum": ["curriculum_difficulty", "curriculum_position"],
+}
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """One PNG per panel in ``out_dir`` (metrics absent from the log are left out); returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(metrics_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for panel, keys in PANELS.items():
+        series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
+        series = {k: v for k, v in series.items() if v}
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for key, points in series.items():
+            ax.plot(*zip(*points, strict=True), marker=".", label=key)
+        ax.set_xlabel("step")
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"{panel}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

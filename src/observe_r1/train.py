@@ -1,0 +1,82 @@
+"""``observe-r1 train``: load policy and data, run ``ObserveR1Trainer``, write metrics, checkpoints and plots.
+
+    observe-r1 train --config recipes/tiny_cpu.yaml --max_steps 20
+    observe-r1 train --config recipes/tiny_cpu.yaml --resume          # after a crash: same curriculum position
+
+A run directory holds ``checkpoint-*/``, TensorBoard events (``runs/``), ``metrics.jsonl`` (one line per
+logging step), ``consumed.jsonl`` (the prompt ids each step trained on) and ``plots/*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers.trainer_utils import get_last_checkpoint
+
+from observe_r1.config import ObserveR1Config, TrainScriptArguments
+from observe_r1.data import load_grpo_dataset
+from observe_r1.models import load_policy
+from observe_r1.plots import plot_metrics, read_jsonl
+from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer
+
+
+def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Config]:
+    """TRL's parser: ``--config FILE.yaml`` plus ``--field value`` overrides for both dataclasses."""
+    from trl import TrlParser
+
+    parser = TrlParser((TrainScriptArguments, ObserveR1Config))
+    script_args, config = parser.parse_args_and_config(argv)[:2]
+    return script_args, config
+
+
+def _truncate_logs(output_dir: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint: those steps will be trained again."""
+    for name in ("metrics.jsonl", "consumed.jsonl"):
+        path = output_dir / name
+        kept = [row for row in read_jsonl(path) if row["step"] < step or (name == "metrics.jsonl" and row["step"] == step)]
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+
+
+def resolve_checkpoint(output_dir: Path, resume: bool) -> str | None:
+    if not resume:
+        return None
+    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if checkpoint is None:
+        raise FileNotFoundError(f"--resume: no checkpoint-* directory in {output_dir}; start without --resume")
+    return checkpoint
+
+
+def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> ObserveR1Trainer:
+    if not script_args.dataset_path:
+        raise ValueError("--dataset_path is required (a JSONL/Parquet file or a datasets directory)")
+    output_dir = Path(config.output_dir)
+    checkpoint = resolve_checkpoint(output_dir, script_args.resume)
+    model, processor = load_policy(script_args.model_name_or_path, trust_remote_code=config.trust_remote_code)
+    processor.image_processor.size = {"shortest_edge": script_args.min_pixels, "longest_edge": script_args.max_pixels}
+    dataset, report = load_grpo_dataset(
+        script_args.dataset_path, skip_bad_rows=script_args.skip_bad_rows, system_prompt=config.system_prompt
+    )
+    print(report)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = ObserveR1Trainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[MetricsJsonl(output_dir / "metrics.jsonl")],
+    )
+    trainer.consumed_log = output_dir / "consumed.jsonl"
+    if trainer.accelerator.is_main_process:
+        if checkpoint:
+            step = int(Path(checkpoint).name.split("-")[-1])
+            _truncate_logs(output_dir, step)
+        else:
+            for name in ("metrics.jsonl", "consumed.jsonl"):
+                (output_dir / name).unlink(missing_ok=True)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.accelerator.is_main_process:
+        trainer.save_model(str(output_dir / "final"))
+        processor.save_pretrained(output_dir / "final")
+        plot_metrics(output_dir / "metrics.jsonl", output_dir / "plots")
+    return trainer

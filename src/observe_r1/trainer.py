@@ -1,0 +1,146 @@
+"""``ObserveR1Trainer``: TRL's ``GRPOTrainer`` with the Observe-R1 advantages (METHOD.md §4-§5).
+
+Launch (the same code on a laptop and a cluster)::
+
+    observe-r1 train --config recipes/tiny_cpu.yaml --max_steps 20
+    accelerate launch --config_file recipes/accelerate/zero2.yaml -m observe_r1.cli train \
+        --config recipes/observe_r1_qwen2_5_vl_3b.yaml
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import torch
+from accelerate.utils import gather, gather_object
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from observe_r1.algo import dynamic_weight, group_advantages, shortest_correct_bonus
+from observe_r1.models import VISION_TOKENS
+from observe_r1.rewards import REWARD_STATS, AccuracyReward, FormatReward
+
+
+class ObserveR1Trainer(GRPOTrainer):
+    """GRPO with the shortest-correct bonus and the dynamic weight, computed on whole (gathered) groups.
+
+    Two private hooks of TRL change, each calling ``super()`` first (the TRL version is pinned, and
+    ``tests/test_trl_hooks.py`` checks their signatures and the keys used here):
+
+    * ``_calculate_rewards`` returns the rewards gathered from all processes (rank-major, groups contiguous);
+      the override also gathers each completion's length, in the same order, for the bonus.
+    * ``_generate_and_score_completions`` computes TRL's outputs; the override replaces ``advantages`` with
+      ``group_advantages`` on the gathered batch, then keeps this process's slice, exactly as TRL slices.
+
+    Correctness (for the bonus and the pass rate) is the accuracy reward, never the weighted total.
+    """
+
+    def __init__(self, model, args, reward_funcs=None, **kwargs):
+        if reward_funcs is None:  # order matters: reward_weights = [accuracy_weight, format_weight]
+            reward_funcs = [AccuracyReward(args.reward_workers, args.reward_timeout), FormatReward()]
+        processor = kwargs.get("processing_class")
+        if processor is not None and not args.use_vllm:
+            # TRL suppresses only <|image_pad|>; a sampled <|vision_start|> or <|video_pad|> breaks the next forward.
+            vision_ids = [i for i in processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS) if i is not None]
+            user = dict(args.generation_kwargs or {})
+            user["suppress_tokens"] = sorted(set(user.get("suppress_tokens") or []) | set(vision_ids))
+            args.generation_kwargs = user
+        super().__init__(model=model, args=args, reward_funcs=reward_funcs, **kwargs)
+        if "accuracy" not in self.reward_func_names:
+            raise ValueError(f"Observe-R1 needs a reward function named 'accuracy'; got {self.reward_func_names}")
+        self._accuracy_index = self.reward_func_names.index("accuracy")
+        self._gathered_lengths: torch.Tensor | None = None  # set by _calculate_rewards, read right after
+        self._gathered_rewards: torch.Tensor | None = None
+        self.consumed_log: Path | None = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        lengths = torch.tensor([len(ids) for ids in completion_ids_list], device=rewards_per_func.device)
+        self._gathered_lengths = gather(lengths)
+        self._gathered_rewards = rewards_per_func
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        G = self.num_generations if mode == "train" else self.num_generations_eval
+        rewards_per_func = self._gathered_rewards
+        correct = (rewards_per_func[:, self._accuracy_index] > 0.5).view(-1, G)
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1).view(-1, G)
+        lengths = self._gathered_lengths.view(-1, G)
+        args = self.args
+        advantages = group_advantages(
+            rewards,
+            correct,
+            lengths,
+            use_bonus=args.use_bonus,
+            bonus_coef=args.bonus_coef,
+            bonus_min_length=args.bonus_min_length,
+            use_dyna_weight=args.use_dyna_weight,
+            sigma=args.dyna_sigma,
+        ).flatten()
+        local = len(inputs)
+        start = self.accelerator.process_index * local
+        output["advantages"] = advantages[start : start + local].to(output["advantages"].dtype)
+        self._log_observe_r1(mode, inputs, correct, rewards_per_func, lengths)
+        return output
+
+    def _log_observe_r1(self, mode, inputs, correct, rewards_per_func, lengths):
+        args, metrics = self.args, self._metrics[mode]
+        pass_rate = correct.float().mean(dim=1)
+        bonus_groups = shortest_correct_bonus(correct, lengths, 1.0, args.bonus_min_length).sum(dim=1)
+        metrics["observe_r1/accuracy"].append(correct.float().mean().item())
+        fmt = rewards_per_func[:, self.reward_func_names.index("format")] if "format" in self.reward_func_names else None
+        if fmt is not None:
+            metrics["observe_r1/format_rate"].append(torch.nanmean(fmt).item())
+        metrics["observe_r1/bonus_rate"].append(bonus_groups.float().mean().item() if args.use_bonus else 0.0)
+        weight = dynamic_weight(pass_rate, args.dyna_sigma) if args.use_dyna_weight else torch.ones_like(pass_rate)
+        metrics["observe_r1/dyna_weight_mean"].append(weight.mean().item())
+        G = correct.shape[1]
+        histogram = Counter(round(d * G) for d in pass_rate.tolist())
+        for k in range(G + 1):
+            metrics[f"observe_r1/pass_rate_hist/{k}of{G}"].append(histogram[k] / len(pass_rate))
+        for name, mask in (("correct", correct), ("incorrect", ~correct)):
+            if mask.any():
+                metrics[f"observe_r1/length_{name}"].append(lengths[mask].float().mean().item())
+        rows = gather_object([(x.get("id"), x.get("row", -1), x.get("difficulty", -1.0)) for x in inputs])
+        difficulties = [d for _, _, d in rows if d is not None and d >= 0]
+        if difficulties:
+            metrics["observe_r1/curriculum_difficulty"].append(sum(difficulties) / len(difficulties))
+        positions = [r for _, r, _ in rows if r is not None and r >= 0]
+        if positions and self.train_dataset is not None:
+            metrics["observe_r1/curriculum_position"].append((max(positions) + 1) / len(self.train_dataset))
+        for key in ("timeout", "unparseable_gold"):
+            metrics[f"observe_r1/reward_{key}_total"].append(float(REWARD_STATS[key]))
+        if mode == "train" and self.consumed_log is not None and self.accelerator.is_main_process:
+            ids = [i for i, _, _ in rows][:: self.num_generations]  # one id per group
+            with self.consumed_log.open("a") as f:
+                f.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
+
+
+class MetricsJsonl(TrainerCallback):
+    """Append every log of the main process to ``metrics.jsonl`` under stable, short names."""
+
+    ALIASES = {
+        "accuracy": "observe_r1/accuracy",
+        "format_rate": "observe_r1/format_rate",
+        "bonus_rate": "observe_r1/bonus_rate",
+        "dyna_weight_mean": "observe_r1/dyna_weight_mean",
+        "completion_length": "completions/mean_length",
+        "curriculum_difficulty": "observe_r1/curriculum_difficulty",
+        "curriculum_position": "observe_r1/curriculum_position",
+        "length_correct": "observe_r1/length_correct",
+        "length_incorrect": "observe_r1/length_incorrect",
+    }
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "reward" not in logs:
+            return
+        row = {"step": state.global_step, **{k: logs[v] for k, v in self.ALIASES.items() if v in logs}, **logs}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")

@@ -1,0 +1,70 @@
+"""ObserveR1Trainer on the tiny model, on CPU: parameters move, or don't, as the advantages say."""
+
+import json
+
+import torch
+
+from observe_r1.models import VISION_TOKENS, load_policy
+from observe_r1.rewards import FormatReward
+from observe_r1.trainer import ObserveR1Trainer
+from tests.helpers import ConstantAccuracy, ParityAccuracy, synth_dataset, tiny_config
+
+
+def _train(tiny_model_dir, tmp_path, reward, **overrides):
+    model, processor = load_policy(tiny_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _, dataset = synth_dataset(tmp_path)
+    trainer = ObserveR1Trainer(
+        model=model,
+        args=tiny_config(tmp_path / "out", **overrides),
+        reward_funcs=[reward, FormatReward()],
+        train_dataset=dataset,
+        processing_class=processor,
+    )
+    seen = []
+    original = trainer._generate_and_score_completions
+
+    def spy(inputs):
+        output = original(inputs)
+        seen.append(output)
+        return output
+
+    trainer._generate_and_score_completions = spy
+    trainer.train()
+    changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
+    return trainer, changed, seen, processor
+
+
+def test_training_moves_parameters(tiny_model_dir, tmp_path):
+    trainer, changed, seen, processor = _train(tiny_model_dir, tmp_path, ParityAccuracy())
+    assert any("visual" in n for n in changed) and any("language_model" in n for n in changed)
+    assert all(o["advantages"].abs().sum() > 0 for o in seen)
+    vision_ids = set(processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS))
+    assert all(not (set(o["completion_ids"].flatten().tolist()) & vision_ids) for o in seen)
+    assert "observe_r1/dyna_weight_mean" in trainer._metrics["train"] or trainer.state.log_history
+    logged = trainer.state.log_history[0]
+    assert 0.0 <= logged["observe_r1/accuracy"] <= 1.0 and "observe_r1/bonus_rate" in logged
+
+
+def test_equal_rewards_move_nothing(tiny_model_dir, tmp_path):
+    _, changed, seen, _ = _train(tiny_model_dir, tmp_path, ConstantAccuracy())
+    assert all(torch.equal(o["advantages"], torch.zeros_like(o["advantages"])) for o in seen)
+    assert changed == []
+
+
+def test_ordered_curriculum_consumes_file_order(tiny_model_dir, tmp_path):
+    model, processor = load_policy(tiny_model_dir)
+    _, dataset = synth_dataset(tmp_path, n=16)
+    trainer = ObserveR1Trainer(
+        model=model,
+        args=tiny_config(tmp_path / "out", max_steps=4),
+        reward_funcs=[ParityAccuracy(), FormatReward()],
+        train_dataset=dataset,
+        processing_class=processor,
+    )
+    trainer.consumed_log = tmp_path / "consumed.jsonl"
+    trainer.train()
+    rows = [json.loads(line) for line in trainer.consumed_log.read_text().splitlines()]
+    ids = [i for row in rows for i in row["ids"]]
+    assert ids == dataset["id"][:8]  # 4 steps x 2 prompts, in file order
+    assert [row["step"] for row in rows] == [0, 1, 2, 3]
