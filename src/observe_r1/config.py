@@ -51,7 +51,9 @@ class ObserveR1Config(GRPOConfig):
     reward_workers: int = field(
         default=2, metadata={"help": "Worker processes that verify math answers (each with a per-item timeout)."}
     )
-    reward_timeout: float = field(default=3.0, metadata={"help": "Seconds per answer verification before it scores 0."})
+    reward_timeout: float = field(
+        default=3.0, metadata={"help": "Seconds per answer verification before it scores 0."}
+    )
     # Paper settings that differ from TRL's defaults (§6): lr 1e-6, 8 rollouts per prompt, KL 0.01. TRL's default
     # loss_type 'dapo' already is the paper's token-mean loss.
     learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (paper: 1e-6, cosine)."})
@@ -69,7 +71,9 @@ class ObserveR1Config(GRPOConfig):
             raise ValueError(f"curriculum must be 'ordered' or 'shuffled'; got {self.curriculum!r}")
         self.shuffle_dataset = self.curriculum == "shuffled"
         if self.dyna_sigma <= 0:
-            raise ValueError(f"dyna_sigma must be > 0; got {self.dyna_sigma} (use --use_dyna_weight false to turn off)")
+            raise ValueError(
+                f"dyna_sigma must be > 0; got {self.dyna_sigma} (use --use_dyna_weight false to turn off)"
+            )
         if self.bonus_coef < 0 or self.bonus_min_length < 0:
             raise ValueError("bonus_coef and bonus_min_length must be >= 0 (use --use_bonus false to turn it off)")
         if self.reward_weights is not None:

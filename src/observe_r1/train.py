@@ -34,7 +34,9 @@ def _truncate_logs(output_dir: Path, step: int) -> None:
     """On resume, drop log lines written after the checkpoint: those steps will be trained again."""
     for name in ("metrics.jsonl", "consumed.jsonl"):
         path = output_dir / name
-        kept = [row for row in read_jsonl(path) if row["step"] < step or (name == "metrics.jsonl" and row["step"] == step)]
+        kept = [
+            row for row in read_jsonl(path) if row["step"] < step or (name == "metrics.jsonl" and row["step"] == step)
+        ]
         path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
 

@@ -1,0 +1,73 @@
+"""Multi-process and crash-recovery behaviour of `observe-r1 train`, run as real subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from observe_r1.synth import generate_items, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_groups_split_across_two_processes_get_whole_group_advantages(tiny_model_dir, tmp_path):
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29531",
+           str(ROOT / "tests/dist/group_split.py"), str(tiny_model_dir), str(tmp_path / "out.json")]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for step0, step1 in zip(*ranks, strict=True):
+        assert step0["world"] == 2 and step0["local"] == 6
+        # the middle group of each step (4 completions) is split 2/2 across the processes
+        assert step0["ids"][-1] == step1["ids"][0]
+        assert step0["max_abs_diff"] == 0.0 and step1["max_abs_diff"] == 0.0
+    assert any(step["nonzero"] > 0 for step in ranks[0])
+
+
+def _train_cmd(model_dir, data, out, *extra):
+    return [str(BIN / "observe-r1"), "train", "--config", str(ROOT / "recipes/tiny_cpu.yaml"),
+            "--model_name_or_path", str(model_dir), "--dataset_path", str(data), "--output_dir", str(out),
+            "--max_steps", "12", "--save_steps", "2", "--max_completion_length", "24", "--report_to", "none",
+            *extra]  # fmt: skip
+
+
+def _consumed(out):
+    return [json.loads(line) for line in (out / "consumed.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.timeout(400)
+def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path):
+    data = write_dataset(generate_items(48, seed=5), tmp_path / "data")
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(tiny_model_dir, data, straight), check=True, capture_output=True, env=env, timeout=300)
+
+    crashed = tmp_path / "crashed"
+    proc = subprocess.Popen(_train_cmd(tiny_model_dir, data, crashed), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        log = crashed / "consumed.jsonl"
+        if (crashed / "checkpoint-4").is_dir() and log.exists() and len(log.read_text().splitlines()) >= 6:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (crashed / "final").exists()
+    interrupted_at = len(_consumed(crashed))
+    assert interrupted_at < 12
+
+    subprocess.run(_train_cmd(tiny_model_dir, data, crashed, "--resume", "true"), check=True, capture_output=True,
+                   env=env, timeout=300)  # fmt: skip
+    assert _consumed(crashed) == _consumed(straight)
+    assert [row["step"] for row in _consumed(crashed)] == list(range(12))
+    metrics = [json.loads(line) for line in (crashed / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in metrics] == list(range(1, 13))
+    assert (crashed / "plots" / "rewards.png").is_file()
