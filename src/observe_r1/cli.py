@@ -52,6 +52,88 @@ def train(ctx: typer.Context) -> None:
     run_training(script_args, config)
 
 
+ladder_app = typer.Typer(help="NeuraLadder: build a progressive curriculum from verifiable multimodal QA.")
+app.add_typer(ladder_app, name="ladder")
+
+
+@ladder_app.command("build")
+def ladder_build(
+    source: list[str] = typer.Option(..., help="JSONL/Parquet file or datasets directory; repeat for several."),
+    model: str = typer.Option(..., help="Rating model: hub id or local directory."),
+    out: Path = typer.Option(..., help="Ladder directory (resumable: rerun the same command after a crash)."),
+    k: int = typer.Option(8, help="Sampled responses per item; difficulty = 1 - correct/k."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature of the rating responses."),
+    shard: str = typer.Option(None, help="i/n: rate only the items of shard i (by stable id hash)."),
+    easy_filter: bool = typer.Option(True, help="Drop items answered correctly without reasoning."),
+    prune_percentile: float = typer.Option(25.0, help="Drop d=0 items below this complexity percentile."),
+    backend: str = typer.Option("hf", help="hf (batched transformers) or vllm."),
+    batch_size: int = typer.Option(64, help="Sequences per generate call (hf backend)."),
+    max_new_tokens: int = typer.Option(1024, help="Longest rating response."),
+    skip_bad_rows: bool = typer.Option(False, help="Skip and count unusable rows instead of stopping."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Ingest, filter, rate (k samples), prune and sort: writes ladder.jsonl, stats.json, review.jsonl."""
+    from observe_r1.generation import make_generator
+    from observe_r1.ladder.build import build, format_stats, plot_stats
+
+    generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    build(source, generator, out, k=k, temperature=temperature, shard=shard, use_easy_filter=easy_filter,
+          prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, seed=seed)  # fmt: skip
+    plot_stats(out)
+    typer.echo(format_stats(out))
+
+
+@ladder_app.command("mix")
+def ladder_mix(
+    ladder_dir: Path = typer.Argument(..., help="A built ladder directory."),
+    out: Path = typer.Option(..., help="Training JSONL to write (consumed in order by observe-r1 train)."),
+    size: int = typer.Option(None, help="Number of items (default: all)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Sort easy -> hard and lay out the sequence with adjacent-level mixing."""
+    from observe_r1.ladder.build import write_mix
+
+    typer.echo(f"wrote {write_mix(ladder_dir, out, size=size, seed=seed)}")
+
+
+@ladder_app.command("review")
+def ladder_review(
+    ladder_dir: Path = typer.Argument(...),
+    export: Path = typer.Option(None, help="Write the d=1 items (no sample solved them) for human review."),
+    apply: Path = typer.Option(None, help="Apply a reviewed file: rows {id, answer} or {id, drop: true}."),
+) -> None:
+    """Export items whose gold answer may be wrong, or apply corrections back."""
+    from observe_r1.ladder.build import read_jsonl, write_jsonl
+    from observe_r1.ladder.order import apply_review, review_candidates
+
+    items = read_jsonl(ladder_dir / "ladder.jsonl")
+    if export:
+        rows = review_candidates(items)
+        write_jsonl(export, [{k: it[k] for k in ("id", "problem", "answer", "images")} for it in rows])
+        typer.echo(f"exported {len(rows)} items to {export}")
+    if apply:
+        kept, summary = apply_review(items, read_jsonl(apply))
+        write_jsonl(ladder_dir / "ladder.jsonl", kept)
+        typer.echo(f"applied {apply}: {summary}")
+
+
+@ladder_app.command("merge")
+def ladder_merge(shards: list[Path] = typer.Argument(...), out: Path = typer.Option(...)) -> None:
+    """Join shard directories built with --shard i/n."""
+    from observe_r1.ladder.build import merge
+
+    typer.echo(f"merged into {merge(shards, out)}")
+
+
+@ladder_app.command("stats")
+def ladder_stats(ladder_dir: Path = typer.Argument(...)) -> None:
+    """Print stage counts and the level table; write stats.png."""
+    from observe_r1.ladder.build import format_stats, plot_stats
+
+    typer.echo(format_stats(ladder_dir))
+    typer.echo(f"histogram: {plot_stats(ladder_dir)}")
+
+
 def main() -> None:
     from observe_r1.data import DataError
 

@@ -1,0 +1,166 @@
+"""NeuraLadder stages that read data or run a model: ingest, verifiable filter, easy filter, rating (§2.1-§2.3).
+
+Every stage returns ``(kept, drops)`` where ``drops`` maps a reason to a count. Rating journals its results so a
+killed build resumes without re-rating anything, and seeds each chunk of items so that a resumed build produces
+exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from observe_r1.data import DataError, normalize_row, read_rows
+from observe_r1.rewards import MAX_ANSWER_CHARS, gold_kind, score_completions
+
+ANSWER_ONLY_PROMPT = "Look at the image and give only the final answer, with no explanation."
+
+
+def stable_hash(text: str) -> int:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
+
+
+def ingest(sources: list[str | Path], out: Path, *, skip_bad_rows: bool = False) -> tuple[list[dict], Counter]:
+    """Read every source into items ``{id, source, problem, answer, images: [paths under out/images]}``.
+
+    Ids are the row's ``id`` or ``<source stem>-<row>``, prefixed by the source stem so they stay unique
+    across sources. Images (paths, bytes or PIL) are copied once into ``out/images`` as PNG.
+    """
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    items, drops, seen = [], Counter(), set()
+    for source in map(Path, sources):
+        base = source if source.is_dir() else source.parent
+        for i, row in enumerate(read_rows(source)):
+            try:
+                record = normalize_row(row, base)
+            except DataError as err:
+                fieldname, reason = err.args
+                if not skip_bad_rows:
+                    raise DataError(f"{source}: row {i}: field '{fieldname}': {reason}") from err
+                drops[f"bad row ({fieldname}: {reason.split(':')[0]})"] += 1
+                continue
+            item_id = f"{source.stem}/{record.get('id', i)}"
+            if item_id in seen:
+                raise DataError(f"{source}: row {i}: field 'id': duplicate id {item_id!r}")
+            seen.add(item_id)
+            items.append({**record, "id": item_id, "source": source.stem, "images": _store(record, item_id, out)})
+    return items, drops
+
+
+def _store(record: dict, item_id: str, out: Path) -> list[str]:
+    paths = []
+    for j, image in enumerate(record["images"]):
+        rel = f"images/{item_id.replace('/', '__')}_{j}.png"
+        if not (out / rel).exists():
+            image.save(out / rel)
+        paths.append(rel)
+    return paths
+
+
+def load_images(item: dict, base: Path) -> dict:
+    return {**item, "images": [Image.open(base / p).convert("RGB") for p in item["images"]]}
+
+
+def verifiable_filter(items: list[dict], *, max_text_words: int = 3) -> tuple[list[dict], Counter]:
+    """Keep items whose gold a rule can check: option letters, numbers/LaTeX, and text of a few words (§2.1)."""
+    kept, drops = [], Counter()
+    for item in items:
+        answer = item["answer"]
+        if len(answer) > MAX_ANSWER_CHARS:
+            drops["answer too long"] += 1
+        elif gold_kind(answer) == "text" and len(answer.split()) > max_text_words:
+            drops[f"free-form text answer (> {max_text_words} words)"] += 1
+        else:
+            kept.append(item)
+    return kept, drops
+
+
+def as_answer(response: str) -> str:
+    """Score an answer-only response: treat the whole text as the answer unless it uses tags or \\boxed."""
+    return response if "<answer>" in response or "\\boxed" in response else f"<answer>{response}</answer>"
+
+
+def easy_filter(items: list[dict], generator, base: Path, *, batch_size: int = 64) -> tuple[list[dict], Counter]:
+    """Drop items a model answers correctly at once, greedy, without reasoning (§2.2)."""
+    kept, drops = [], Counter()
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        responses = generator.generate([load_images(it, base) for it in chunk], system_prompt=ANSWER_ONLY_PROMPT)
+        scores = score_completions([as_answer(r[0][0]) for r in responses], [it["answer"] for it in chunk])
+        for item, score in zip(chunk, scores, strict=True):
+            if score == 1.0:
+                drops["answered correctly without reasoning"] += 1
+            else:
+                kept.append(item)
+    return kept, drops
+
+
+def read_journal(path: Path) -> dict[str, dict]:
+    """Rows of a journal keyed by id; a line cut short by a crash is ignored (and rewritten on resume)."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[row["id"]] = row
+    return done
+
+
+def rate(
+    items: list[dict],
+    generator,
+    out: Path,
+    *,
+    k: int = 8,
+    temperature: float = 1.0,
+    chunk_size: int = 32,
+    seed: int = 0,
+    progress=None,
+) -> list[dict]:
+    """Sample ``k`` reasoning responses per item: difficulty ``1 − c/k``, complexity = mean response tokens (§2.3).
+
+    Results are journaled chunk by chunk in ``out/rating.jsonl`` (responses in ``out/responses.jsonl``); chunks
+    already journaled are not re-rated.
+    """
+    journal, side = out / "rating.jsonl", out / "responses.jsonl"
+    done = read_journal(journal)
+    _rewrite_complete(journal, done)
+    for index in range(0, len(items), chunk_size):
+        chunk = items[index : index + chunk_size]
+        if all(it["id"] in done for it in chunk):
+            if progress:
+                progress(len(chunk))
+            continue
+        torch.manual_seed(seed * 1_000_003 + stable_hash(chunk[0]["id"]) % 1_000_000)
+        responses = generator.generate([load_images(it, out) for it in chunk], n=k, temperature=temperature)
+        texts = [text for group in responses for text, _ in group]
+        answers = [it["answer"] for it in chunk for _ in range(k)]
+        correct = score_completions(texts, answers)
+        rows, side_rows = [], []
+        for i, (item, group) in enumerate(zip(chunk, responses, strict=True)):
+            c = correct[i * k : (i + 1) * k]
+            lengths = [n for _, n in group]
+            rows.append({"id": item["id"], "difficulty": 1 - sum(c) / k, "complexity": sum(lengths) / k,
+                         "correct": c, "lengths": lengths})  # fmt: skip
+            side_rows.append({"id": item["id"], "responses": [t for t, _ in group]})
+        with side.open("a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in side_rows)
+        with journal.open("a") as f:  # the journal line is the commit point of a chunk
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+        done.update((r["id"], r) for r in rows)
+        if progress:
+            progress(len(chunk))
+    return [{**it, "difficulty": done[it["id"]]["difficulty"], "complexity": done[it["id"]]["complexity"]}
+            for it in items]  # fmt: skip
+
+
+def _rewrite_complete(journal: Path, done: dict) -> None:
+    if journal.exists():
+        journal.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
