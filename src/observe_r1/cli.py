@@ -52,6 +52,54 @@ def train(ctx: typer.Context) -> None:
     run_training(script_args, config)
 
 
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., help="Checkpoint directory or hub id."),
+    benchmark: Path = typer.Option(..., help="Benchmark file (JSONL/Parquet/JSON) or datasets directory."),
+    out: Path = typer.Option(..., help="Output directory: results.json, predictions.jsonl, summary.md."),
+    samples: int = typer.Option(1, help="Responses per item."),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+    prompt: str = typer.Option("observe", help="observe (observe/think/answer system prompt) or plain."),
+    layout: str = typer.Option(None, help="Force a layout: canonical, mathvista, mathverse, mathvision, ..."),
+    limit: int = typer.Option(None, help="Evaluate only the first N items."),
+    backend: str = typer.Option("hf", help="hf or vllm."),
+    batch_size: int = typer.Option(64),
+    max_new_tokens: int = typer.Option(1024),
+) -> None:
+    """Evaluate a model: accuracy, format compliance and response lengths (resumable)."""
+    from observe_r1.eval import evaluate
+    from observe_r1.generation import make_generator
+
+    generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    results = evaluate(generator, benchmark, out, samples=samples, temperature=temperature, prompt=prompt,
+                       limit=limit, layout=layout, batch_size=batch_size)  # fmt: skip
+    typer.echo(f"accuracy {results['accuracy']:.3f}  format_rate {results['format_rate']:.3f}  -> {out}")
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Eval output directories."),
+    out: Path = typer.Option(Path("evals/compare"), help="Where to write compare.md and compare.png."),
+) -> None:
+    """Side-by-side table and bar chart of several evaluations."""
+    from observe_r1.eval import compare as compare_runs
+
+    path = compare_runs(runs, out)
+    typer.echo((path / "compare.md").read_text())
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), help="Output directory (replaced): report.md, summary.json, plots/."),
+    quick: bool = typer.Option(False, help="Smaller scale, under 3 minutes."),
+    seed: int = typer.Option(0),
+) -> None:
+    """The whole recipe on a laptop CPU: tiny model, warm start, NeuraLadder, Observe-R1 RL, eval, report."""
+    from observe_r1.demo import run_demo
+
+    run_demo(out, quick=quick, seed=seed)
+
+
 ladder_app = typer.Typer(help="NeuraLadder: build a progressive curriculum from verifiable multimodal QA.")
 app.add_typer(ladder_app, name="ladder")
 
