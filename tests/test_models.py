@@ -93,3 +93,10 @@ def test_cli_tiny_model(tmp_path):
     assert result.exit_code == 0, result.output
     assert "parameters" in result.output
     assert (tmp_path / "m" / "config.json").is_file()
+
+
+def test_cli_help_lists_every_command():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("tiny-model", "synth", "train", "eval", "compare", "ladder", "demo"):
+        assert command in result.output

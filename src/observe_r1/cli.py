@@ -190,3 +190,7 @@ def main() -> None:
     except (DataError, FileNotFoundError) as err:  # bad input: the message names the file, row and field
         typer.secho(f"error: {err}", fg="red", err=True)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -114,6 +114,9 @@ def open_image(ref, base: Path) -> Image.Image:
         if not path.is_file():
             raise FileNotFoundError(f"image file not found: {path}")
         image = Image.open(path)
+    width, height = image.size  # read from the header, before decoding
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"{width}x{height} pixels exceeds the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}")
     image.load()
     return image.convert("RGB")
 

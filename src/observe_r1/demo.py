@@ -187,27 +187,29 @@ def majority_baseline(heldout: Path) -> float:
 
 def report_markdown(s: dict) -> str:
     fams = sorted(s["per_family_before"])
-    rows = "\n".join(f"| {f} | {s['per_family_before'][f]:.2f} | {s['per_family_after'].get(f, 0):.2f} |" for f in fams)
+    rows = "\n".join(
+        f"| {f} | {s['per_family_before'][f]:.2f} | {s['per_family_after'].get(f, 0):.2f} |" for f in fams
+    )
     timing = "\n".join(f"| {k} | {v} |" for k, v in s["stage_seconds"].items())
     return f"""# observe-r1 demo report
 
-A {s['scale']['model_size']} Qwen2.5-VL built locally learns to count coloured shapes with Observe-R1.
+A {s["scale"]["model_size"]} Qwen2.5-VL built locally learns to count coloured shapes with Observe-R1.
 
 **How the warm start was made.** There are no pretrained weights here, so the model is first fine-tuned on
-{s['scale']['sft_items']} templated observe/think/answer responses. The teacher is deliberately biased: its
-descriptions are exact, but on {s['scale']['error_rate']:.0%} of the examples its final count is one too high.
+{s["scale"]["sft_items"]} templated observe/think/answer responses. The teacher is deliberately biased: its
+descriptions are exact, but on {s["scale"]["error_rate"]:.0%} of the examples its final count is one too high.
 RL then has to remove an error that the verifiable reward can see (its rewards use the true answers).
 
-| held-out ({s['scale']['heldout_items']} items) | before RL | after RL |
+| held-out ({s["scale"]["heldout_items"]} items) | before RL | after RL |
 |---|---|---|
-| greedy accuracy | {s['accuracy_before']:.3f} | **{s['accuracy_after']:.3f}** |
-| sampled accuracy (T=1, {s['scale']['eval_samples']} samples) | {s['sampled_accuracy_before']:.3f} | {s['sampled_accuracy_after']:.3f} |
-| format rate | {s['format_rate_before']:.3f} | {s['format_rate_after']:.3f} |
-| mean tokens of correct answers | {s['mean_tokens_correct_before']} | {s['mean_tokens_correct_after']} |
+| greedy accuracy | {s["accuracy_before"]:.3f} | **{s["accuracy_after"]:.3f}** |
+| sampled accuracy (T=1, {s["scale"]["eval_samples"]} samples) | {s["sampled_accuracy_before"]:.3f} | {s["sampled_accuracy_after"]:.3f} |
+| format rate | {s["format_rate_before"]:.3f} | {s["format_rate_after"]:.3f} |
+| mean tokens of correct answers | {s["mean_tokens_correct_before"]} | {s["mean_tokens_correct_after"]} |
 
-Majority-answer baseline: {s['majority_baseline']:.3f}. RL: {s['rl_steps']} steps of
-{s['scale']['prompts_per_step']} prompts × {s['scale']['num_generations']} samples in ladder order,
-bonus floor {s['bonus_min_length']} tokens (median correct response length), KL β = {s['scale']['beta']}.
+Majority-answer baseline: {s["majority_baseline"]:.3f}. RL: {s["rl_steps"]} steps of
+{s["scale"]["prompts_per_step"]} prompts × {s["scale"]["num_generations"]} samples in ladder order,
+bonus floor {s["bonus_min_length"]} tokens (median correct response length), KL β = {s["scale"]["beta"]}.
 
 | family | greedy before | greedy after |
 |---|---|---|
@@ -220,5 +222,5 @@ Plots: `plots/rewards.png`, `plots/length.png`, `plots/weight.png`, `plots/curri
 |---|---|
 {timing}
 
-Total: {s['total_seconds']} s. Seed {s['seed']}{' (quick mode)' if s['quick'] else ''}.
+Total: {s["total_seconds"]} s. Seed {s["seed"]}{" (quick mode)" if s["quick"] else ""}.
 """

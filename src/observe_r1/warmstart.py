@@ -49,9 +49,15 @@ def collate(examples: list[dict], pad_id: int) -> dict:
     length = max(e["input_ids"].shape[1] for e in examples)
 
     def pad(key, value):
-        return torch.cat([torch.nn.functional.pad(e[key], (0, length - e[key].shape[1]), value=value) for e in examples])
+        return torch.cat(
+            [torch.nn.functional.pad(e[key], (0, length - e[key].shape[1]), value=value) for e in examples]
+        )
 
-    batch = {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0), "labels": pad("labels", -100)}
+    batch = {
+        "input_ids": pad("input_ids", pad_id),
+        "attention_mask": pad("attention_mask", 0),
+        "labels": pad("labels", -100),
+    }
     if "mm_token_type_ids" in examples[0]:
         batch["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
     batch["pixel_values"] = torch.cat([e["pixel_values"] for e in examples])

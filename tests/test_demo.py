@@ -1,0 +1,30 @@
+"""`observe-r1 demo --quick` end to end (the learning gain itself is measured by bench/demo_seeds.py)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from observe_r1.cli import app
+
+
+@pytest.mark.timeout(420)
+def test_quick_demo_writes_a_well_formed_summary_and_report(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("accuracy_before", "accuracy_after", "sampled_accuracy_before", "sampled_accuracy_after",
+                "format_rate_before", "format_rate_after", "majority_baseline"):  # fmt: skip
+        assert 0.0 <= summary[key] <= 1.0, key
+    assert summary["format_rate_before"] > 0.5  # the warm start learned the format
+    assert summary["rl_steps"] > 0
+    assert set(summary["stage_seconds"]) >= {"6. Observe-R1 RL in ladder order", "7. evaluate after RL"}
+    assert sum(level["count"] for level in summary["ladder_levels"]) > 0
+    report = (out / "report.md").read_text()
+    assert "deliberately biased" in report and f"{summary['accuracy_after']:.3f}" in report
+    for plot in ("rewards", "length", "weight", "curriculum", "ladder", "compare"):
+        assert (out / "plots" / f"{plot}.png").stat().st_size > 1000, plot
+    metrics = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == summary["rl_steps"]
+    assert {"step", "reward", "accuracy", "format_rate", "bonus_rate", "dyna_weight_mean"} <= set(metrics[0])

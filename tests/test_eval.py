@@ -1,0 +1,129 @@
+"""Evaluation harness: every benchmark layout, exact metrics with a scripted model, one real tiny-model run."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from observe_r1.benchmarks import load_benchmark
+from observe_r1.cli import app
+from observe_r1.data import DataError
+from observe_r1.eval import compare, evaluate, fallback_answer
+from observe_r1.synth import generate_items, write_dataset
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    Image.new("RGB", (56, 56), "blue").save(tmp_path / "a.png")
+    return "a.png"
+
+
+def _png_bytes(tmp_path):
+    return (tmp_path / "a.png").read_bytes()
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+LAYOUT_ROWS = {
+    "mathvista": lambda img: {"pid": "7", "question": "Which is largest?", "choices": ["2", "5", "9"], "answer": "9",
+                              "answer_type": "text", "precision": None, "image": img,
+                              "metadata": {"category": "math-targeted-vqa"}},
+    "mathverse": lambda img: {"sample_index": "3", "problem_index": "1", "problem_version": "Vision Only",
+                              "question": "Choices: A:1 B:2", "answer": "B", "image": img},
+    "mathvision": lambda img: {"id": "11", "question": "Area?", "options": ["1", "4"], "answer": "B",
+                               "image": img, "subject": "metric geometry"},
+    "wemath": lambda img: {"ID": "w1", "question": "Angle?", "option": "A. 30°; B. 60°", "answer": "A",
+                           "image_path": img, "key": "2steps"},
+    "logicvista": lambda img: {"question": "Which? A. x B. y C. z", "answer": "A, C", "imagename": img,
+                               "skill": "inductive"},
+    "mmmu": lambda img: {"id": "m1", "question": "<image 1> Pick", "options": "['cat', 'dog']", "answer": "A",
+                         "image_1": img, "subfield": "Biology"},
+    "canonical": lambda img: {"problem": "How many?", "answer": "3", "images": [img], "family": "count_all"},
+}  # fmt: skip
+EXPECTED = {"mathvista": ("C", "math-targeted-vqa"), "mathverse": ("B", "Vision Only"),
+            "mathvision": ("B", "metric geometry"), "wemath": ("A", "2steps"), "logicvista": ("AC", "inductive"),
+            "mmmu": ("A", "Biology"), "canonical": ("3", "count_all")}  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_ROWS))
+def test_each_layout_loads(tmp_path, image_file, layout):
+    path = _write_jsonl(tmp_path / f"{layout}.jsonl", [LAYOUT_ROWS[layout](image_file)])
+    item = load_benchmark(path)[0]
+    assert (item["answer"], item["category"]) == EXPECTED[layout]
+    assert len(item["images"]) == 1 and item["images"][0].size == (56, 56)
+
+
+def test_mathvista_parquet_with_image_bytes_renders_choices(tmp_path, image_file):
+    row = LAYOUT_ROWS["mathvista"](None)
+    row["decoded_image"] = {"bytes": _png_bytes(tmp_path), "path": None}
+    row["metadata"] = {"category": "vqa"}
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "mv.parquet")
+    item = load_benchmark(tmp_path / "mv.parquet")[0]
+    assert "(A) 2\n(B) 5\n(C) 9" in item["problem"] and item["answer"] == "C"
+
+
+def test_malformed_benchmarks_give_clear_errors(tmp_path, image_file):
+    with pytest.raises(DataError, match="unknown benchmark layout"):
+        load_benchmark(_write_jsonl(tmp_path / "x.jsonl", [{"foo": 1}]))
+    with pytest.raises(DataError, match=r"row 0: field 'answer': empty"):
+        load_benchmark(_write_jsonl(tmp_path / "y.jsonl", [{"problem": "q", "answer": " ", "images": [image_file]}]))
+    with pytest.raises(DataError, match=r"row 0: field 'images'.*not found"):
+        load_benchmark(_write_jsonl(tmp_path / "z.jsonl", [{"problem": "q", "answer": "1", "images": ["no.png"]}]))
+
+
+class ScriptedModel:
+    def __init__(self, responses):
+        self.responses = responses
+
+    def generate(self, records, *, n=1, temperature=0.0, system_prompt=None, progress=None):
+        return [[self.responses[r["problem"]]] * n for r in records]
+
+
+def test_metrics_are_exact_with_a_scripted_model(tmp_path, image_file):
+    rows = [{"id": "a", "problem": "p1", "answer": "3", "images": [image_file], "category": "x"},
+            {"id": "b", "problem": "p2", "answer": "B", "images": [image_file], "category": "x"},
+            {"id": "c", "problem": "p3", "answer": "0.5", "images": [image_file], "category": "y"},
+            {"id": "d", "problem": "p4", "answer": "7", "images": [image_file], "category": "y"}]  # fmt: skip
+    model = ScriptedModel({
+        "p1": ("<observe>three dots</observe> <think>one two three</think> <answer>3</answer>", 10),
+        "p2": ("The answer is (B) 5 cm", 6),  # no tags: fallback to the last option letter
+        "p3": ("<observe>x</observe> <think>half</think> <answer>\\frac{1}{2}</answer>", 20),
+        "p4": ("<observe>x</observe> <think>y</think> <answer>8</answer>", 30),
+    })  # fmt: skip
+    results = evaluate(model, _write_jsonl(tmp_path / "b.jsonl", rows), tmp_path / "out")
+    assert results["accuracy"] == 0.75 and results["format_rate"] == 0.75
+    assert results["per_category"] == {"x": 1.0, "y": 0.5}
+    assert results["mean_tokens_correct"] == 12 and results["mean_tokens_incorrect"] == 30
+    assert results["mean_observe_words"] == pytest.approx(4 / 3)
+    predictions = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["extracted"] for p in predictions] == ["3", "B", "\\frac{1}{2}", "8"]
+    # resumable: a second run finds everything done and generates nothing
+    again = evaluate(ScriptedModel({}), tmp_path / "b.jsonl", tmp_path / "out")
+    assert again["accuracy"] == 0.75
+
+
+def test_fallback_answer():
+    assert fallback_answer("so it is 12 and then 14", "3") == "14"
+    assert fallback_answer("I pick (C).", "B") == "C"
+    assert fallback_answer("\\boxed{4}", "4") == "4"
+    assert fallback_answer("nothing", "4") is None
+
+
+def test_real_tiny_model_eval_and_compare(tiny_model_dir, tmp_path):
+    bench = write_dataset(generate_items(6, seed=1), tmp_path / "bench")
+    runner = CliRunner()
+    for name in ("a", "b"):
+        result = runner.invoke(app, ["eval", "--model", str(tiny_model_dir), "--benchmark", str(bench), "--out",
+                                     str(tmp_path / name), "--max-new-tokens", "12"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert 0 <= results["accuracy"] <= 1 and 0 <= results["format_rate"] <= 1
+    assert len((tmp_path / "a" / "predictions.jsonl").read_text().splitlines()) == 6
+    compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp")
+    assert (tmp_path / "cmp" / "compare.png").is_file() and "| a |" in (tmp_path / "cmp" / "compare.md").read_text()
