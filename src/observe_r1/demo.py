@@ -129,8 +129,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
         model, processor = load_policy(out / "model-init")
         rng = random.Random(seed)
         examples = encode_sft(processor, sft_items, [teacher_response(it, rng, scale.error_rate) for it in sft_items])
-        losses = sft(model, processor, examples, steps=scale.sft_steps, lr=2e-3, seed=seed,
-                     progress=lambda s, loss: print(f"   sft step {s:4d}  loss {loss:.3f}") if s % 50 == 0 else None)  # fmt: skip
+        losses = sft(model, processor, examples, steps=scale.sft_steps, lr=2e-3, seed=seed, progress=print_sft_step)
         model.save_pretrained(out / "warmstart")
         processor.save_pretrained(out / "warmstart")
     with stage(f"4. NeuraLadder: rate the pool (k={scale.k}) and lay out the ladder", timings):
@@ -179,6 +178,11 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
     return summary
 
 
+def print_sft_step(step: int, loss: float) -> None:
+    if step % 50 == 0:
+        print(f"   sft step {step:4d}  loss {loss:.3f}", flush=True)
+
+
 def majority_baseline(heldout: Path) -> float:
     """Accuracy of always answering the most common held-out answer."""
     answers = [row["answer"] for row in read_jsonl(heldout)]
@@ -203,7 +207,8 @@ RL then has to remove an error that the verifiable reward can see (its rewards u
 | held-out ({s["scale"]["heldout_items"]} items) | before RL | after RL |
 |---|---|---|
 | greedy accuracy | {s["accuracy_before"]:.3f} | **{s["accuracy_after"]:.3f}** |
-| sampled accuracy (T=1, {s["scale"]["eval_samples"]} samples) | {s["sampled_accuracy_before"]:.3f} | {s["sampled_accuracy_after"]:.3f} |
+| sampled accuracy (T=1, {s["scale"]["eval_samples"]} samples) | {s["sampled_accuracy_before"]:.3f} \
+| {s["sampled_accuracy_after"]:.3f} |
 | format rate | {s["format_rate_before"]:.3f} | {s["format_rate_after"]:.3f} |
 | mean tokens of correct answers | {s["mean_tokens_correct_before"]} | {s["mean_tokens_correct_after"]} |
 

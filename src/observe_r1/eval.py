@@ -139,7 +139,8 @@ def summary_markdown(results: dict) -> str:
     lines = [f"# Evaluation on `{results['benchmark']}`", "",
              f"- items: {results['n_items']} × {results['samples']} sample(s), temperature {results['temperature']}",
              f"- **accuracy: {results['accuracy']:.3f}**", f"- format rate: {results['format_rate']:.3f}",
-             f"- mean tokens (correct / incorrect): {results['mean_tokens_correct']} / {results['mean_tokens_incorrect']}",
+             f"- mean tokens (correct / incorrect): {results['mean_tokens_correct']} / "
+             f"{results['mean_tokens_incorrect']}",
              "", "| category | accuracy |", "|---|---|"]  # fmt: skip
     lines += [f"| {c} | {a:.3f} |" for c, a in results["per_category"].items()]
     return "\n".join(lines) + "\n"
