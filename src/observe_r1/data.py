@@ -6,7 +6,8 @@ Accepted inputs:
   ``id``, ``difficulty``, ``complexity``, ``source``; EasyR1's ``problem/answer/images`` is the same layout;
 * the reference code's JSONL: ``message`` (a stringified chat list whose content holds ``{"type": "image",
   "image": path}`` and ``{"type": "text", "text": ...}`` entries) and ``answer``;
-* a ``datasets`` directory saved with ``save_to_disk`` (or, on a machine with hub access, a hub name).
+* a ``datasets`` directory saved with ``save_to_disk``, or a hub dataset id such as ``org/name`` (train split;
+  needs hub access, which our CI machines do not have).
 
 A bad row (missing or unreadable image, empty or unparseable answer, empty problem) raises :class:`DataError`
 naming file, row and field, or, with ``skip_bad_rows=True``, is dropped and counted in the returned report.
@@ -50,8 +51,12 @@ class LoadReport:
 
 def read_rows(path: str | Path) -> list[dict]:
     """Raw rows of a JSONL, JSON, Parquet file or a ``datasets`` directory, in file order."""
-    path = Path(path)
+    name, path = str(path), Path(path)
     if not path.exists():
+        if "/" in name and not path.suffix and not name.startswith((".", "/")):  # looks like a hub dataset id
+            from datasets import load_dataset
+
+            return list(load_dataset(name, split="train"))
         raise FileNotFoundError(f"dataset {path} does not exist")
     if path.is_dir():
         from datasets import load_from_disk

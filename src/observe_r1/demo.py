@@ -77,7 +77,10 @@ def bonus_floor(ladder_dir: Path, percentile: float = 50.0) -> int:
     return int(lengths[int(len(lengths) * percentile / 100)]) if lengths else 0
 
 
-def run_rl(model_dir: Path, train_file: Path, out: Path, scale: DemoScale, floor: int, seed: int) -> ObserveR1Trainer:
+def run_rl(
+    model_dir: Path, train_file: Path, out: Path, scale: DemoScale, floor: int, seed: int, **recipe
+) -> ObserveR1Trainer:
+    """Observe-R1 RL from ``model_dir`` on ``train_file``; ``recipe`` overrides config fields (ablations)."""
     model, processor = load_policy(model_dir)
     dataset, _ = load_grpo_dataset(train_file)
     steps = min(scale.rl_steps, len(dataset) // scale.prompts_per_step)
@@ -87,7 +90,7 @@ def run_rl(model_dir: Path, train_file: Path, out: Path, scale: DemoScale, floor
         num_generations=scale.num_generations, max_completion_length=scale.max_new_tokens,
         learning_rate=scale.learning_rate, lr_scheduler_type="constant", beta=scale.beta,
         max_steps=steps, logging_steps=1, save_strategy="no", report_to=["tensorboard"], seed=seed,
-        bonus_min_length=floor, curriculum="ordered", reward_workers=1, disable_tqdm=False,
+        bonus_min_length=floor, reward_workers=1, disable_tqdm=False, **{"curriculum": "ordered", **recipe},
     )  # fmt: skip
     trainer = ObserveR1Trainer(
         model=model, args=config, train_dataset=dataset, processing_class=processor,
