@@ -34,7 +34,7 @@ from observe_r1.ladder.build import build, plot_stats, read_jsonl, write_mix
 from observe_r1.models import build_tiny_model, load_policy
 from observe_r1.plots import plot_metrics
 from observe_r1.synth import generate_items, write_dataset
-from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer
+from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer, use_concise_progress
 from observe_r1.warmstart import encode_sft, sft, teacher_response
 
 
@@ -97,6 +97,7 @@ def run_rl(
         callbacks=[MetricsJsonl(out / "metrics.jsonl")],
     )  # fmt: skip
     trainer.consumed_log = out / "consumed.jsonl"
+    use_concise_progress(trainer)
     trainer.train()
     trainer.save_model(str(out / "final"))
     processor.save_pretrained(out / "final")

@@ -18,7 +18,7 @@ from observe_r1.config import ObserveR1Config, TrainScriptArguments
 from observe_r1.data import load_grpo_dataset
 from observe_r1.models import load_policy
 from observe_r1.plots import plot_metrics, read_jsonl
-from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer
+from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer, use_concise_progress
 
 
 def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Config]:
@@ -69,6 +69,7 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
         callbacks=[MetricsJsonl(output_dir / "metrics.jsonl")],
     )
     trainer.consumed_log = output_dir / "consumed.jsonl"
+    use_concise_progress(trainer)
     if trainer.accelerator.is_main_process:
         if checkpoint:
             step = int(Path(checkpoint).name.split("-")[-1])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import gather, gather_object
-from transformers import TrainerCallback
+from transformers import ProgressCallback, TrainerCallback
 from trl import GRPOTrainer
 
 from observe_r1.algo import dynamic_weight, group_advantages, shortest_correct_bonus
@@ -84,6 +84,8 @@ class ObserveR1Trainer(GRPOTrainer):
         local = len(inputs)
         start = self.accelerator.process_index * local
         output["advantages"] = advantages[start : start + local].to(output["advantages"].dtype)
+        self._metrics[mode]["observe_r1/advantage_abs_mean"].append(advantages.abs().mean().item())
+        self._metrics[mode]["observe_r1/advantage_std"].append(advantages.std().item())
         self._log_observe_r1(mode, inputs, correct, rewards_per_func, lengths)
         return output
 
@@ -120,6 +122,30 @@ class ObserveR1Trainer(GRPOTrainer):
             ids = [i for i, _, _ in rows][:: self.num_generations]  # one id per group
             with self.consumed_log.open("a") as f:
                 f.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
+
+
+class ConciseProgress(ProgressCallback):
+    """The progress bar plus one readable line per log: reward, accuracy, advantages' weight, ladder level."""
+
+    FIELDS = [("reward", "reward"), ("acc", "observe_r1/accuracy"), ("fmt", "observe_r1/format_rate"),
+              ("bonus", "observe_r1/bonus_rate"), ("weight", "observe_r1/dyna_weight_mean"),
+              ("|adv|", "observe_r1/advantage_abs_mean"),
+              ("zero-std", "frac_reward_zero_std"), ("len", "completions/mean_length"),
+              ("level d", "observe_r1/curriculum_difficulty"), ("kl", "kl")]  # fmt: skip
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        if "reward" not in logs:  # end-of-training summary
+            return super().on_log(args, state, control, logs=logs, **kwargs)
+        parts = [f"{name} {logs[key]:.3g}" for name, key in self.FIELDS if key in logs]
+        self.training_bar.write(f"step {state.global_step:4d} | " + " | ".join(parts))
+
+
+def use_concise_progress(trainer) -> None:
+    """Replace the Trainer's log printer (a dict of ~40 numbers per step) with :class:`ConciseProgress`."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(ConciseProgress())
 
 
 class MetricsJsonl(TrainerCallback):
