@@ -136,12 +136,13 @@ def ladder_mix(
     ladder_dir: Path = typer.Argument(..., help="A built ladder directory."),
     out: Path = typer.Option(..., help="Training JSONL to write (consumed in order by observe-r1 train)."),
     size: int = typer.Option(None, help="Number of items (default: all)."),
+    max_difficulty: float = typer.Option(1.0, help="Leave out levels above this difficulty."),
     seed: int = typer.Option(0),
 ) -> None:
     """Sort easy -> hard and lay out the sequence with adjacent-level mixing."""
     from observe_r1.ladder.build import write_mix
 
-    typer.echo(f"wrote {write_mix(ladder_dir, out, size=size, seed=seed)}")
+    typer.echo(f"wrote {write_mix(ladder_dir, out, size=size, seed=seed, max_difficulty=max_difficulty)}")
 
 
 @ladder_app.command("review")

@@ -49,8 +49,12 @@ class DemoScale:
     rl_steps: int = 150
     prompts_per_step: int = 8
     num_generations: int = 8
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
     beta: float = 0.04
+    # Levels above 3/4 (at most 1 of 8 samples right) are left out of the demo's training sequence: on this task
+    # they are dominated by answer 0, and training through them taught the policy to describe one shape and
+    # answer 0 (held-out greedy 0.26 -> 0.235 over the full ladder vs 0.26 -> 0.36 up to 3/4; docs/benchmarks.md).
+    max_difficulty: float = 0.75
     heldout_items: int = 200
     eval_samples: int = 4
     max_new_tokens: int = 64
@@ -69,9 +73,14 @@ def stage(name: str, timings: dict):
     print(f"   done in {timings[name]} s", flush=True)
 
 
-def bonus_floor(ladder_dir: Path, percentile: float = 50.0) -> int:
-    """A floor that binds on this task: the median length of the correct rating responses (METHOD.md §4 uses
-    100 tokens for 8k-token reasoning; here responses are ~30-45 tokens)."""
+def bonus_floor(ladder_dir: Path, percentile: float = 90.0) -> int:
+    """A floor that binds on this task: the 90th percentile length of the correct rating responses.
+
+    METHOD.md §4 uses 100 tokens for 8k-token reasoning; here responses are 30-50 tokens. With the median as the
+    floor, the bonus paid the shortest correct response often enough that the policy learned to drop objects from
+    its <observe> description and answer 0 (held-out greedy accuracy 0.26 -> 0.27, correct-answer length 41 -> 29
+    tokens); at the 90th percentile the descriptions kept their length (see docs/benchmarks.md).
+    """
     lengths = sorted(n for row in read_jsonl(ladder_dir / "rating.jsonl")
                      for n, c in zip(row["lengths"], row["correct"], strict=True) if c)  # fmt: skip
     return int(lengths[int(len(lengths) * percentile / 100)]) if lengths else 0
@@ -139,7 +148,8 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
     with stage(f"4. NeuraLadder: rate the pool (k={scale.k}) and lay out the ladder", timings):
         generator = HFGenerator(model, processor, batch_size=64, max_new_tokens=scale.max_new_tokens)
         stats = build([str(pool)], generator, out / "ladder", k=scale.k, seed=seed)
-        train_file = write_mix(out / "ladder", out / "ladder" / "train.jsonl", seed=seed)
+        train_file = write_mix(out / "ladder", out / "ladder" / "train.jsonl", seed=seed,
+                               max_difficulty=scale.max_difficulty)  # fmt: skip
         plot_stats(out / "ladder")
         floor = bonus_floor(out / "ladder")
         print(f"   levels: {[row['count'] for row in stats['levels']]}; bonus floor {floor} tokens")
@@ -218,14 +228,16 @@ RL then has to remove an error that the verifiable reward can see (its rewards u
 
 Majority-answer baseline: {s["majority_baseline"]:.3f}. RL: {s["rl_steps"]} steps of
 {s["scale"]["prompts_per_step"]} prompts × {s["scale"]["num_generations"]} samples in ladder order,
-bonus floor {s["bonus_min_length"]} tokens (median correct response length), KL β = {s["scale"]["beta"]}.
+bonus floor {s["bonus_min_length"]} tokens (90th percentile of correct rating responses), KL β =
+{s["scale"]["beta"]}, learning rate {s["scale"]["learning_rate"]}.
 
 | family | greedy before | greedy after |
 |---|---|---|
 {rows}
 
 Plots: `plots/rewards.png`, `plots/length.png`, `plots/weight.png`, `plots/curriculum.png`, `plots/ladder.png`,
-`plots/compare.png`.
+`plots/compare.png`. The training sequence stops at difficulty {s["scale"]["max_difficulty"]}: the levels above
+it (items the warm start solved at most once in {s["scale"]["k"]} samples) are left for review, not trained on.
 
 | stage | seconds |
 |---|---|

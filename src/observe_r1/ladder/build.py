@@ -134,10 +134,21 @@ def merge(shard_dirs: list[str | Path], out: str | Path) -> Path:
     return out
 
 
-def write_mix(ladder_dir: str | Path, out_file: str | Path, *, size: int | None = None, seed: int = 0) -> Path:
-    """The training sequence as canonical JSONL, image paths relative to ``out_file``."""
+def write_mix(
+    ladder_dir: str | Path,
+    out_file: str | Path,
+    *,
+    size: int | None = None,
+    seed: int = 0,
+    max_difficulty: float = 1.0,
+) -> Path:
+    """The training sequence as canonical JSONL, image paths relative to ``out_file``.
+
+    ``max_difficulty < 1`` leaves out the levels above it (items the rating model almost never solved).
+    """
     ladder_dir, out_file = Path(ladder_dir), Path(out_file)
-    sequence = mix(read_jsonl(ladder_dir / "ladder.jsonl"), size=size, seed=seed)
+    items = [it for it in read_jsonl(ladder_dir / "ladder.jsonl") if it["difficulty"] <= max_difficulty + 1e-9]
+    sequence = mix(items, size=size, seed=seed)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(ladder_dir.resolve(), out_file.parent.resolve())
     rows = [{**it, "images": [os.path.normpath(os.path.join(rel, p)) for p in it["images"]]} for it in sequence]
