@@ -16,28 +16,35 @@ from pathlib import Path
 from observe_r1 import rewards
 from observe_r1.rewards import _math_equal_unbounded, score_completions
 
-PAIRS = [  # (gold, right answers, wrong answers)
-    ("\\frac{1}{2}", ["0.5", "\\frac{2}{4}", "1/2"], ["0.25", "\\frac{1}{3}"]),
-    ("\\sqrt{2}", ["\\sqrt{2}", "2^{1/2}"], ["1.5", "\\sqrt{3}"]),
-    ("x^2+2x+1", ["(x+1)^2", "1+2x+x^2"], ["x^2+1", "2x+1"]),
-    ("3\\pi", ["3\\pi", "\\pi \\cdot 3"], ["\\pi", "9.42"]),
-    ("12", ["12", "12.0", "\\boxed{12}"], ["13", "11"]),
-    ("B", ["B", "(B) 5 cm"], ["C", "A or B"]),
-    ("yes", ["Yes", "yes."], ["no"]),
-    ("[1, 3]", ["[1,3]"], ["(1,3)"]),
-]
+
+def random_pair(rng: random.Random) -> tuple[str, str, bool]:
+    """A gold answer and a prediction of one of several kinds, right about half of the time."""
+    a, b, c = rng.randint(1, 40), rng.randint(2, 40), rng.randint(1, 9)
+    right = rng.random() < 0.5
+    kind = rng.randrange(6)
+    if kind == 0:  # fraction vs decimal
+        return f"\\frac{{{a}}}{{{b}}}", f"{a / b:.6f}" if right else f"{(a + 1) / b:.6f}", right
+    if kind == 1:  # polynomial in another order
+        return f"x^2+{a}x+{c}", f"{c}+{a}x+x^2" if right else f"{c}+{a + 1}x+x^2", right
+    if kind == 2:  # surd
+        return f"{c}\\sqrt{{{b}}}", f"\\sqrt{{{c * c * b}}}" if right else f"\\sqrt{{{c * c * b + 1}}}", right
+    if kind == 3:  # multiple of pi
+        return f"{a}\\pi", f"\\pi \\cdot {a}" if right else f"{a + 1}\\pi", right
+    if kind == 4:  # option letter
+        gold = rng.choice("ABCD")
+        return gold, f"({gold}) {a} cm" if right else f"({'ABCD'[('ABCD'.index(gold) + 1) % 4]})", right
+    return str(a), f"{a}.0" if right else str(a + 1), right  # integer vs decimal
 
 
-def completions(n: int, seed: int) -> tuple[list[str], list[str]]:
+def completions(n: int, seed: int) -> tuple[list[str], list[str], list[bool]]:
     rng = random.Random(seed)
-    texts, golds = [], []
-    for i in range(n):
-        gold, right, wrong = PAIRS[i % len(PAIRS)]
-        answer = rng.choice(right if rng.random() < 0.5 else wrong)
-        noise = rng.randint(0, 10_000)  # distinct texts: no cache hits across items
-        texts.append(f"<observe>figure {noise}</observe> <think>step {noise}</think> <answer>{answer}</answer>")
+    texts, golds, right = [], [], []
+    for _ in range(n):
+        gold, answer, is_right = random_pair(rng)
+        texts.append(f"<observe>a figure</observe> <think>work it out</think> <answer>{answer}</answer>")
         golds.append(gold)
-    return texts, golds
+        right.append(is_right)
+    return texts, golds, right
 
 
 def timed(fn):
@@ -51,7 +58,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--out", default="bench/results/rewards.json")
     args = parser.parse_args()
-    texts, golds = completions(args.n, seed=0)
+    texts, golds, right = completions(args.n, seed=0)
 
     _math_equal_unbounded.cache_clear()
     sequential, t_seq = timed(lambda: [rewards.accuracy_reward(t, g) for t, g in zip(texts, golds, strict=True)])
@@ -65,6 +72,8 @@ def main() -> None:
     results["speedup_2_workers_vs_1"] = results["batch_1_workers_s"] / results["batch_2_workers_s"]
     results["speedup_2_workers_vs_sequential"] = results["sequential_per_item_call_s"] / results["batch_2_workers_s"]
     results["accuracy_share"] = sum(sequential) / len(sequential)
+    # how often the verdict equals the way the pair was built (right/wrong): a check on the grader itself
+    results["agreement_with_construction"] = sum(s == r for s, r in zip(sequential, right, strict=True)) / args.n
 
     evil_texts = texts[:200] + ["<observe>x</observe><think>y</think><answer>10^{10^{10^{10}}}</answer>"] * 2
     evil_golds = golds[:200] + ["10^{10}"] * 2

@@ -11,16 +11,19 @@ the trainer, the ladder builder and the evaluator.
 
 math-verify guards its own time with ``signal.alarm``, which raises off the main thread (TRL calls async reward
 functions from another thread). We disable that and bound time ourselves: every comparison that needs sympy runs
-in a worker process with a per-item timeout; a hung worker is killed and the item scores 0 (counted in
-``REWARD_STATS``). Letters, plain integers and short text never leave the calling thread.
+in a worker process (whose main thread can take SIGALRM) with a per-item timeout, and a worker stuck where the
+alarm can't reach is killed with its pool; such items score 0 and are counted in ``REWARD_STATS``. Letters,
+plain integers and short text never leave the calling thread.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import multiprocessing as mp
 import re
+import signal
 import threading
 from collections import Counter
 from functools import lru_cache
@@ -129,8 +132,27 @@ def _math_equal_unbounded(prediction: str, gold: str) -> bool | None:
     return bool(pred_parsed) and verify(gold_parsed, pred_parsed, timeout_seconds=None)
 
 
-def _math_task(args: tuple[str, str]) -> bool | None:
-    return _math_equal_unbounded(*args)
+class _ItemTimeout(BaseException):
+    """SIGALRM inside a worker; a BaseException so that a grader's ``except Exception`` can't swallow it."""
+
+
+def _raise_item_timeout(signum, frame):
+    raise _ItemTimeout
+
+
+def _math_chunk(pairs: list[tuple[str, str]], timeout: float) -> list[bool | None | str]:
+    """Runs in a worker process's main thread, where SIGALRM can bound each item."""
+    signal.signal(signal.SIGALRM, _raise_item_timeout)
+    out = []
+    for pair in pairs:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            out.append(_math_equal_unbounded(*pair))
+        except _ItemTimeout:
+            out.append("timeout")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    return out
 
 
 class _MathPool:
@@ -158,22 +180,30 @@ class _MathPool:
             self._pool = None
 
     def map(self, pairs: list[tuple[str, str]], workers: int, timeout: float) -> list[bool | None | str]:
-        """Results per pair; the string ``"timeout"`` where an item ran past ``timeout`` seconds."""
+        """Results per pair; the string ``"timeout"`` where an item ran past ``timeout`` seconds.
+
+        Items travel in chunks (one message per chunk, not per item); inside a worker SIGALRM bounds each item.
+        A chunk whose worker doesn't answer in ``timeout × len(chunk) + 5`` seconds (stuck in C code, where the
+        alarm can't interrupt) is scored as timed out and the pool is replaced; the other chunks go on.
+        """
+        size = max(1, min(64, math.ceil(len(pairs) / (4 * workers))))
+        chunks = [list(range(s, min(s + size, len(pairs)))) for s in range(0, len(pairs), size)]
         results: dict[int, bool | None | str] = {}
-        todo = list(range(len(pairs)))
-        while todo:
+        while chunks:
             pool = self._get(workers)
-            handles = [(i, pool.apply_async(_math_task, (pairs[i],))) for i in todo]
-            todo = []
-            for k, (i, handle) in enumerate(handles):
+            handles = [(c, pool.apply_async(_math_chunk, ([pairs[i] for i in c], timeout))) for c in chunks]
+            chunks = []
+            for k, (chunk, handle) in enumerate(handles):
                 try:
-                    results[i] = handle.get(timeout=timeout)
-                except mp.TimeoutError:
-                    results[i] = "timeout"
-                    rest = handles[k + 1 :]
-                    results.update((j, h.get()) for j, h in rest if h.ready())
-                    todo = [j for j, h in rest if j not in results]
-                    self._reset()  # kills the hung worker; the unfinished items go to a fresh pool
+                    results.update(zip(chunk, handle.get(timeout=timeout * len(chunk) + 5), strict=True))
+                except (mp.TimeoutError, _ItemTimeout):
+                    results.update((i, "timeout") for i in chunk)
+                    for other, h in handles[k + 1 :]:
+                        if h.ready() and h.successful():
+                            results.update(zip(other, h.get(), strict=True))
+                        else:
+                            chunks.append(other)
+                    self._reset()  # kills the stuck worker; unfinished chunks go to a fresh pool
                     break
         return [results[i] for i in range(len(pairs))]
 
