@@ -19,12 +19,12 @@ demo: setup
 	$(BIN)/observe-r1 demo --out demo/
 
 test: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/python -m pytest tests
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info

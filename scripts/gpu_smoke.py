@@ -45,7 +45,8 @@ def main() -> None:
     rate_s = time.perf_counter() - start
     result = {"device": torch.cuda.get_device_name(0), "train_steps": 5, "train_seconds": train_s,
               "params_moved": moved, "params_total": len(before), "rating_rollouts": 64 * 8,
-              "rating_rollouts_per_s": 64 * 8 / rate_s, "rating_mean_tokens": sum(n for r in responses for _, n in r) / 512,
+              "rating_rollouts_per_s": 64 * 8 / rate_s,
+              "rating_mean_tokens": sum(n for r in responses for _, n in r) / 512,
               "last_log": trainer.state.log_history[-2]}  # fmt: skip
     (out / "gpu_smoke.json").write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps(result, indent=2, default=str))
