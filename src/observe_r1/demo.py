@@ -203,6 +203,10 @@ def majority_baseline(heldout: Path) -> float:
     return max(answers.count(a) for a in set(answers)) / len(answers)
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def report_markdown(s: dict) -> str:
     fams = sorted(s["per_family_before"])
     rows = "\n".join(
@@ -224,7 +228,7 @@ RL then has to remove an error that the verifiable reward can see (its rewards u
 | sampled accuracy (T=1, {s["scale"]["eval_samples"]} samples) | {s["sampled_accuracy_before"]:.3f} \
 | {s["sampled_accuracy_after"]:.3f} |
 | format rate | {s["format_rate_before"]:.3f} | {s["format_rate_after"]:.3f} |
-| mean tokens of correct answers | {s["mean_tokens_correct_before"]} | {s["mean_tokens_correct_after"]} |
+| mean tokens of correct answers | {_fmt(s["mean_tokens_correct_before"])} | {_fmt(s["mean_tokens_correct_after"])} |
 
 Majority-answer baseline: {s["majority_baseline"]:.3f}. RL: {s["rl_steps"]} steps of
 {s["scale"]["prompts_per_step"]} prompts × {s["scale"]["num_generations"]} samples in ladder order,
