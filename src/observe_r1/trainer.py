@@ -94,10 +94,8 @@ class ObserveR1Trainer(GRPOTrainer):
         pass_rate = correct.float().mean(dim=1)
         bonus_groups = shortest_correct_bonus(correct, lengths, 1.0, args.bonus_min_length).sum(dim=1)
         metrics["observe_r1/accuracy"].append(correct.float().mean().item())
-        fmt = (
-            rewards_per_func[:, self.reward_func_names.index("format")] if "format" in self.reward_func_names else None
-        )
-        if fmt is not None:
+        if "format" in self.reward_func_names:
+            fmt = rewards_per_func[:, self.reward_func_names.index("format")]
             metrics["observe_r1/format_rate"].append(torch.nanmean(fmt).item())
         metrics["observe_r1/bonus_rate"].append(bonus_groups.float().mean().item() if args.use_bonus else 0.0)
         weight = dynamic_weight(pass_rate, args.dyna_sigma) if args.use_dyna_weight else torch.ones_like(pass_rate)
