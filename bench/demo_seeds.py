@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from observe_r1.demo import run_demo
+from observe_r1.jsonl import read_jsonl
 
 KEYS = ["accuracy_before", "accuracy_after", "sampled_accuracy_before", "sampled_accuracy_after",
         "format_rate_after", "mean_tokens_correct_before", "mean_tokens_correct_after", "majority_baseline",
@@ -22,11 +23,10 @@ KEYS = ["accuracy_before", "accuracy_after", "sampled_accuracy_before", "sampled
 def error_analysis(demo_dir: Path) -> dict:
     """Share of held-out greedy answers equal to gold + 1 (the teacher's bias), and how often the <observe>
     description names the right number of shapes, before and after RL."""
-    heldout = (demo_dir / "data" / "heldout.jsonl").read_text().splitlines()
-    truth = {row["id"]: row for row in map(json.loads, heldout)}
+    truth = {row["id"]: row for row in read_jsonl(demo_dir / "data" / "heldout.jsonl")}
     out = {}
     for stage in ("before", "after"):
-        rows = [json.loads(x) for x in (demo_dir / f"eval-{stage}" / "greedy" / "predictions.jsonl").open()]
+        rows = read_jsonl(demo_dir / f"eval-{stage}" / "greedy" / "predictions.jsonl")
         plus_one = right_count = 0
         for row in rows:
             gold = truth[row["id"]]

@@ -152,7 +152,7 @@ def ladder_review(
     apply: Path = typer.Option(None, help="Apply a reviewed file: rows {id, answer} or {id, drop: true}."),
 ) -> None:
     """Export items whose gold answer may be wrong, or apply corrections back."""
-    from observe_r1.ladder.build import read_jsonl, write_jsonl
+    from observe_r1.jsonl import read_jsonl, write_jsonl
     from observe_r1.ladder.order import apply_review, review_candidates
 
     items = read_jsonl(ladder_dir / "ladder.jsonl")

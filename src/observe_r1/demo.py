@@ -30,7 +30,8 @@ from observe_r1.config import ObserveR1Config
 from observe_r1.data import load_grpo_dataset
 from observe_r1.eval import compare, evaluate
 from observe_r1.generation import HFGenerator
-from observe_r1.ladder.build import build, plot_stats, read_jsonl, write_mix
+from observe_r1.jsonl import read_jsonl
+from observe_r1.ladder.build import build, plot_stats, write_mix
 from observe_r1.models import build_tiny_model, load_policy
 from observe_r1.plots import plot_metrics
 from observe_r1.synth import generate_items, write_dataset

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from observe_r1.benchmarks import load_benchmark
+from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
 from observe_r1.prompts import PLAIN_PROMPT, SYSTEM_PROMPT
 from observe_r1.rewards import extract_answer, format_reward, score_completions
 
@@ -107,15 +108,10 @@ def evaluate(
     items = load_benchmark(benchmark, layout=layout)[:limit]
     predictions = out / "predictions.jsonl"
     done = {}
-    if predictions.exists():
-        for line in predictions.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a crash
-                continue
-            done.setdefault(row["id"], []).append(row)
+    for row in read_jsonl(predictions, missing_ok=True, skip_torn=True):
+        done.setdefault(row["id"], []).append(row)
     done = {k: v for k, v in done.items() if len(v) == samples}
-    predictions.write_text("".join(json.dumps(r) + "\n" for v in done.values() for r in v))
+    write_jsonl(predictions, (r for v in done.values() for r in v))
     system_prompt = SYSTEM_PROMPT if prompt == "observe" else PLAIN_PROMPT
     todo = [it for it in items if it["id"] not in done]
     with tqdm(total=len(items), initial=len(items) - len(todo), desc="eval", unit="item") as bar:
@@ -123,10 +119,9 @@ def evaluate(
             batch = todo[start : start + batch_size]
             responses = generator.generate(batch, n=samples, temperature=temperature, system_prompt=system_prompt)
             rows = score_predictions(batch, responses)
-            with predictions.open("a") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
+            append_jsonl(predictions, rows)
             bar.update(len(batch))
-    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    rows = read_jsonl(predictions)
     order = {it["id"]: i for i, it in enumerate(items)}
     rows = sorted((r for r in rows if r["id"] in order), key=lambda r: (order[r["id"]], r["sample"]))
     results = {"benchmark": str(benchmark), "samples": samples, "temperature": temperature, **aggregate(rows)}

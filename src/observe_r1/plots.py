@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from observe_r1.jsonl import read_jsonl
 
 PANELS = {
     "rewards": ["reward", "accuracy", "format_rate", "bonus_rate"],
@@ -13,13 +14,6 @@ PANELS = {
 }
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
     """One PNG per panel in ``out_dir`` (metrics absent from the log are left out); returns the files written."""
     import matplotlib
@@ -27,7 +21,7 @@ def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_jsonl(metrics_path)
+    rows = read_jsonl(metrics_path, missing_ok=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

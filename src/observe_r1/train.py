@@ -9,15 +9,15 @@ logging step), ``consumed.jsonl`` (the prompt ids each step trained on) and ``pl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
 from observe_r1.config import ObserveR1Config, TrainScriptArguments
 from observe_r1.data import load_grpo_dataset
+from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.models import load_policy
-from observe_r1.plots import plot_metrics, read_jsonl
+from observe_r1.plots import plot_metrics
 from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer, use_concise_progress
 
 
@@ -37,7 +37,7 @@ def _truncate_logs(output_dir: Path, step: int) -> None:
         kept = [
             row for row in read_jsonl(path) if row["step"] < step or (name == "metrics.jsonl" and row["step"] == step)
         ]
-        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        write_jsonl(path, kept)
 
 
 def resolve_checkpoint(output_dir: Path, resume: bool) -> str | None:

@@ -9,7 +9,6 @@ Launch (the same code on a laptop and a cluster)::
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from transformers import ProgressCallback, TrainerCallback
 from trl import GRPOTrainer
 
 from observe_r1.algo import dynamic_weight, group_advantages, shortest_correct_bonus
+from observe_r1.jsonl import append_jsonl
 from observe_r1.models import VISION_TOKENS
 from observe_r1.rewards import REWARD_STATS, AccuracyReward, FormatReward
 
@@ -118,8 +118,7 @@ class ObserveR1Trainer(GRPOTrainer):
             metrics[f"observe_r1/reward_{key}_total"].append(float(REWARD_STATS[key]))
         if mode == "train" and self.consumed_log is not None and self.accelerator.is_main_process:
             ids = [i for i, _, _ in rows][:: self.num_generations]  # one id per group
-            with self.consumed_log.open("a") as f:
-                f.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
+            append_jsonl(self.consumed_log, [{"step": self.state.global_step, "ids": ids}])
 
 
 class ConciseProgress(ProgressCallback):
@@ -168,5 +167,4 @@ class MetricsJsonl(TrainerCallback):
         if not state.is_world_process_zero or not logs or "reward" not in logs:
             return
         row = {"step": state.global_step, **{k: logs[v] for k, v in self.ALIASES.items() if v in logs}, **logs}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.path, [row])

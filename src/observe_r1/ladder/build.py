@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.ladder.order import mix, prune, review_candidates, sort_items
 from observe_r1.ladder.stages import easy_filter, ingest, rate, stable_hash, verifiable_filter
 
@@ -33,14 +34,6 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
 
 def _record(stats: dict, name: str, n_in: int, kept: list, drops: Counter) -> None:
     stats["stages"].append({"stage": name, "in": n_in, "out": len(kept), "drops": dict(drops)})
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def build(

@@ -8,7 +8,6 @@ exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 
 from observe_r1.data import DataError, normalize_row, read_rows
+from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
 from observe_r1.rewards import MAX_ANSWER_CHARS, gold_kind, score_completions
 
 ANSWER_ONLY_PROMPT = "Look at the image and give only the final answer, with no explanation."
@@ -102,15 +102,7 @@ def easy_filter(items: list[dict], generator, base: Path, *, batch_size: int = 6
 
 def read_journal(path: Path) -> dict[str, dict]:
     """Rows of a journal keyed by id; a line cut short by a crash is ignored (and rewritten on resume)."""
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            done[row["id"]] = row
-    return done
+    return {row["id"]: row for row in read_jsonl(path, missing_ok=True, skip_torn=True)}
 
 
 def rate(
@@ -150,10 +142,8 @@ def rate(
             rows.append({"id": item["id"], "difficulty": 1 - sum(c) / k, "complexity": sum(lengths) / k,
                          "correct": c, "lengths": lengths})  # fmt: skip
             side_rows.append({"id": item["id"], "responses": [t for t, _ in group]})
-        with side.open("a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in side_rows)
-        with journal.open("a") as f:  # the journal line is the commit point of a chunk
-            f.write("".join(json.dumps(r) + "\n" for r in rows))
+        append_jsonl(side, side_rows)
+        append_jsonl(journal, rows)  # the journal lines are the commit point of a chunk
         done.update((r["id"], r) for r in rows)
         if progress:
             progress(len(chunk))
@@ -163,4 +153,4 @@ def rate(
 
 def _rewrite_complete(journal: Path, done: dict) -> None:
     if journal.exists():
-        journal.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+        write_jsonl(journal, done.values())
