@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from PIL import Image
+
 from observe_r1.config import ObserveR1Config
 from observe_r1.data import load_grpo_dataset
 from observe_r1.rewards import completion_text
@@ -53,3 +57,62 @@ class ConstantAccuracy:
 
     def __call__(self, completions, **kwargs):
         return [1.0] * len(completions)
+
+
+SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+RECIPE_MAX_PIXELS = 2_560_000  # the 3B recipe's image budget
+
+
+def benchmark_file(relative: str) -> Path:
+    """A file of the real benchmark slices beside the project; skips the test when they are absent."""
+    import pytest
+
+    path = SHARED_BENCHMARKS / relative
+    if not path.exists():
+        pytest.skip(f"real benchmark slices not found at {SHARED_BENCHMARKS} (they live in ../shared/benchmarks)")
+    return path
+
+
+def mathvision_dataset(n: int = 16, max_image_pixels: int = 700_000):
+    """The first ``n`` MATH-V test rows (as published) whose images are at most ``max_image_pixels``, in TRL's
+    layout; their images differ in size, so their prompts differ in length."""
+    from observe_r1.data import load_items, to_grpo_dataset
+
+    items, _ = load_items(benchmark_file("mathvision/data/test.jsonl"))
+    small = []
+    for item in items:
+        with Image.open(item["images"][0]) as image:
+            if image.width * image.height <= max_image_pixels:
+                small.append(item)
+    return to_grpo_dataset(small[:n])
+
+
+class ImagePositionCheck:
+    """A forward pre-hook that checks, on every model forward carrying ``mm_token_type_ids``, that the positions
+    marked as image are exactly the ``<|image_pad|>`` tokens and that each sample has as many of them as its
+    image's grid has merged patches (one image per sample)."""
+
+    def __init__(self, model, processor):
+        self.pad_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        self.merge = processor.image_processor.merge_size**2
+        self.forwards = self.grad_forwards = self.samples = 0
+        self.misaligned: list[int] = []  # per forward: samples whose marks differ from the pad tokens
+        self.image_tokens: set[int] = set()  # distinct image-token counts seen per sample
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        import torch
+
+        ids, types = kwargs.get("input_ids"), kwargs.get("mm_token_type_ids")
+        if ids is None or types is None or ids.shape != types.shape or ids.shape[1] == 1:
+            return
+        self.forwards += 1
+        self.grad_forwards += int(torch.is_grad_enabled())
+        self.samples += ids.shape[0]
+        pads = ids == self.pad_id
+        bad = ((types == 1) != pads).any(dim=1)
+        grid = kwargs.get("image_grid_thw")
+        if grid is not None and grid.shape[0] == ids.shape[0]:
+            bad |= pads.sum(dim=1) != grid.prod(dim=1) // self.merge
+        self.misaligned.append(int(bad.sum()))
+        self.image_tokens.update(int(n) for n in pads.sum(dim=1))

@@ -54,25 +54,35 @@ def train(ctx: typer.Context) -> None:
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Option(..., help="Checkpoint directory or hub id."),
-    benchmark: Path = typer.Option(..., help="Benchmark file (JSONL/Parquet/JSON) or datasets directory."),
+    benchmark: Path = typer.Option(..., help="Benchmark as published: JSON/JSONL/Parquet file or datasets directory."),
     out: Path = typer.Option(..., help="Output directory: results.json, predictions.jsonl, summary.md."),
+    model: str = typer.Option(None, help="Checkpoint directory or hub id (not needed with --responses)."),
+    responses: Path = typer.Option(
+        None, help="Score saved responses instead of generating: JSONL lines {id, response}, several per id allowed."
+    ),
     samples: int = typer.Option(1, help="Responses per item."),
     temperature: float = typer.Option(0.0, help="0 = greedy."),
     prompt: str = typer.Option("observe", help="observe (observe/think/answer system prompt) or plain."),
     layout: str = typer.Option(None, help="Force a layout: canonical, mathvista, mathverse, mathvision, ..."),
+    image_root: Path = typer.Option(None, help="Folder to look for relative image paths in first."),
     limit: int = typer.Option(None, help="Evaluate only the first N items."),
     backend: str = typer.Option("hf", help="hf or vllm."),
-    batch_size: int = typer.Option(64),
-    max_new_tokens: int = typer.Option(1024),
+    batch_size: int = typer.Option(64, help="Items per generation batch (images are decoded per batch)."),
+    max_new_tokens: int = typer.Option(1024, help="Longest response."),
 ) -> None:
-    """Evaluate a model: accuracy, format compliance and response lengths (resumable)."""
-    from observe_r1.eval import evaluate
-    from observe_r1.generation import make_generator
+    """Evaluate a model, or score saved responses: accuracy, format compliance and response lengths (resumable)."""
+    from observe_r1.eval import evaluate, score_responses
 
-    generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    results = evaluate(generator, benchmark, out, samples=samples, temperature=temperature, prompt=prompt,
-                       limit=limit, layout=layout, batch_size=batch_size)  # fmt: skip
+    if responses is not None:
+        results = score_responses(benchmark, responses, out, layout=layout, limit=limit)
+    else:
+        if model is None:
+            raise typer.BadParameter("give --model to generate, or --responses to score saved responses")
+        from observe_r1.generation import make_generator
+
+        generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        results = evaluate(generator, benchmark, out, samples=samples, temperature=temperature, prompt=prompt,
+                           limit=limit, layout=layout, batch_size=batch_size, image_root=image_root)  # fmt: skip
     typer.echo(f"accuracy {results['accuracy']:.3f}  format_rate {results['format_rate']:.3f}  -> {out}")
 
 
@@ -118,6 +128,7 @@ def ladder_build(
     batch_size: int = typer.Option(64, help="Sequences per generate call (hf backend)."),
     max_new_tokens: int = typer.Option(1024, help="Longest rating response."),
     skip_bad_rows: bool = typer.Option(False, help="Skip and count unusable rows instead of stopping."),
+    image_root: Path = typer.Option(None, help="Folder to look for relative image paths in first."),
     seed: int = typer.Option(0),
 ) -> None:
     """Ingest, filter, rate (k samples), prune and sort: writes ladder.jsonl, stats.json, review.jsonl."""
@@ -126,7 +137,7 @@ def ladder_build(
 
     generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
     build(source, generator, out, k=k, temperature=temperature, shard=shard, use_easy_filter=easy_filter,
-          prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, seed=seed)  # fmt: skip
+          prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, image_root=image_root, seed=seed)  # fmt: skip
     plot_stats(out)
     typer.echo(format_stats(out))
 

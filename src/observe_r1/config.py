@@ -100,6 +100,14 @@ class TrainScriptArguments:
     skip_bad_rows: bool = field(
         default=False, metadata={"help": "Skip and count unusable rows instead of stopping at the first one."}
     )
+    image_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder where relative image paths are looked for first (then the data file's folder "
+                  "and its parents)."},
+    )
+    layout: str | None = field(
+        default=None, metadata={"help": "Force a data layout (canonical, mathvision, mathvista, …); default: detect."}
+    )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the last checkpoint in output_dir (same curriculum position)."}
     )

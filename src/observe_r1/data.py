@@ -1,22 +1,23 @@
-"""Load training data into the TRL layout, validating every row at the edge.
+"""One ingest path for training, the ladder and evaluation: files as published → validated items → batches.
 
-Accepted inputs:
+    items, report = load_items("MATH-V/data/test.jsonl")              # refs only: no image is decoded here
+    dataset, report = load_grpo_dataset("ladder/train.jsonl")          # TRL layout; images decoded per batch
 
-* canonical JSONL or Parquet: ``problem``, ``answer``, ``images`` (paths relative to the file, or bytes), optional
-  ``id``, ``difficulty``, ``complexity``, ``source``; EasyR1's ``problem/answer/images`` is the same layout;
-* the reference code's JSONL: ``message`` (a stringified chat list whose content holds ``{"type": "image",
-  "image": path}`` and ``{"type": "text", "text": ...}`` entries) and ``answer``;
-* a ``datasets`` directory saved with ``save_to_disk``, or a hub dataset id such as ``org/name`` (train split;
-  needs hub access, which our CI machines do not have).
+Files: JSONL, JSON (a list of rows, or an object keyed by id as MathVista and LogicVista publish it), Parquet
+(images as bytes: ``decoded_image``, ``{"bytes": …}``), a ``datasets`` directory saved with ``save_to_disk``, or
+a hub dataset id (needs hub access). Rows are mapped by :mod:`observe_r1.layouts` (detected from the columns).
 
-A bad row (missing or unreadable image, empty or unparseable answer, empty problem) raises :class:`DataError`
-naming file, row and field, or, with ``skip_bad_rows=True``, is dropped and counted in the returned report.
-Row order is kept: the ladder is consumed in file order (``curriculum: ordered``).
+Images stay references (an absolute path or encoded bytes) until a batch needs them, so memory does not grow
+with the dataset. A relative path is looked up under ``image_root`` (if given), then the file's folder and its
+parents, each as is and under ``images/``; when it is nowhere, the error lists the places tried.
+
+A bad row (missing or unreadable image, empty or unparseable answer, unreadable options) raises
+:class:`DataError` naming file, row and field, or, with ``skip_bad_rows=True``, is dropped and counted in the
+returned :class:`LoadReport`. Row order is kept: the ladder is consumed in file order.
 """
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 from collections import Counter
@@ -25,15 +26,17 @@ from pathlib import Path
 
 from PIL import Image
 
+from observe_r1.layouts import PARSERS, RowError, detect_layout, parse_row
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
 from observe_r1.rewards import check_gold
 
 # Decompression-bomb guard: refuse images above this many pixels before decoding them.
 Image.MAX_IMAGE_PIXELS = 64_000_000
+PARENT_LEVELS = 3  # how far up from the data file relative image paths are looked for
 
 
 class DataError(ValueError):
-    """A row of a data file can't be used; the message names the file, the row and the field."""
+    """A data file or one of its rows can't be used; the message names the file, the row and the field."""
 
 
 @dataclass
@@ -41,162 +44,283 @@ class LoadReport:
     """What loading kept and skipped, with a reason per skipped row."""
 
     path: str
+    layout: str = ""
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
 
     def __str__(self) -> str:
         reasons = ", ".join(f"{n} × {r}" for r, n in self.skipped.most_common()) or "none"
-        return f"{self.path}: kept {self.kept} rows, skipped {sum(self.skipped.values())} ({reasons})"
+        return (
+            f"{self.path} ({self.layout} layout): kept {self.kept} rows, "
+            f"skipped {sum(self.skipped.values())} ({reasons})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ raw rows
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (line {line}); "
+            f"convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def _image_columns_undecoded(dataset):
+    """A ``datasets`` table whose image columns yield ``{"bytes", "path"}`` instead of decoded images."""
+    from datasets import Image as ImageFeature
+    from datasets import List, Sequence
+
+    for name, feature in dataset.features.items():
+        if isinstance(feature, ImageFeature):
+            dataset = dataset.cast_column(name, ImageFeature(decode=False))
+        elif isinstance(feature, List | Sequence) and isinstance(feature.feature, ImageFeature):
+            dataset = dataset.cast_column(name, List(ImageFeature(decode=False)))
+    return dataset
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Raw rows of a JSONL, JSON, Parquet file or a ``datasets`` directory, in file order."""
+    """Raw rows of a file, a ``datasets`` directory or a hub dataset id, in file order.
+
+    Rows of a JSON object keyed by id carry their key as ``_key``. Image columns are not decoded.
+    """
     name, path = str(path), Path(path)
     if not path.exists():
         if "/" in name and not path.suffix and not name.startswith((".", "/")):  # looks like a hub dataset id
             from datasets import load_dataset
 
-            return list(load_dataset(name, split="train"))
-        raise FileNotFoundError(f"dataset {path} does not exist")
+            return list(_image_columns_undecoded(load_dataset(name, split="train")))
+        raise DataError(f"{path}: no such file or directory")
     if path.is_dir():
         from datasets import load_from_disk
 
-        dataset = load_from_disk(str(path))
+        try:
+            dataset = load_from_disk(str(path))
+        except FileNotFoundError as err:
+            raise DataError(f"{path}: not a datasets directory saved with save_to_disk ({err})") from None
         if hasattr(dataset, "keys"):  # a DatasetDict: take the train split
             dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
-        return list(dataset)
+        return list(_image_columns_undecoded(dataset))
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as err:  # pyarrow raises several unrelated types for a damaged file
+            raise DataError(f"{path}: unreadable Parquet ({type(err).__name__}: {err})") from None
+    text = _read_text(path)
     if path.suffix == ".json":
-        return json.loads(path.read_text())
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+        if isinstance(data, dict):  # {"id": row, ...}
+            if not all(isinstance(v, dict) for v in data.values()):
+                raise DataError(f"{path}: a JSON object must map ids to rows (objects)")
+            return [{"_key": key, **row} for key, row in data.items()]
+        if not isinstance(data, list) or not all(isinstance(v, dict) for v in data):
+            raise DataError(f"{path}: expected a JSON list of rows or an object of rows keyed by id")
+        return data
     rows = []
-    with path.open() as f:
-        for i, line in enumerate(f):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}: row {i}: not valid JSON ({err.msg})") from err
+    for i, line in enumerate(text.splitlines()):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {i + 1}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {i + 1}: a row must be a JSON object")
+            rows.append(row)
     return rows
 
 
-def _from_reference_message(message: str | list) -> tuple[str, list]:
-    """The question text and image entries of the reference code's stringified chat list."""
-    chat = message
-    if isinstance(message, str):
-        try:
-            chat = json.loads(message)
-        except json.JSONDecodeError:
-            chat = ast.literal_eval(message)
-    texts, images = [], []
-    for turn in chat:
-        if turn.get("role") == "system":
-            continue
-        content = turn["content"]
-        for part in [content] if isinstance(content, str) else content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif part.get("type") == "image":
-                images.append(part.get("image"))
-            elif part.get("type") == "text":
-                texts.append(part["text"])
-    return "\n".join(texts), images
+# ------------------------------------------------------------------------------------------------- images
+def search_roots(path: str | Path, image_root: str | Path | None = None) -> list[Path]:
+    """Folders where relative image paths of ``path`` are looked for, in order."""
+    path = Path(path).resolve()
+    folder = path if path.is_dir() else path.parent
+    roots = [Path(image_root).resolve()] if image_root else []
+    roots += [folder, *list(folder.parents)[:PARENT_LEVELS]]
+    return roots
 
 
-def open_image(ref, base: Path) -> Image.Image:
-    """Open a path (relative to ``base``), bytes, ``{"bytes"/"path"}`` dict or PIL image, as RGB."""
+class ImageResolver:
+    """Turns image references into an absolute path or bytes, without decoding anything."""
+
+    def __init__(self, roots: list[Path]):
+        self.roots = roots
+        self._last: tuple[Path, str] | None = None  # the (root, subfolder) that worked last: tried first
+
+    def __call__(self, ref) -> str | bytes | Image.Image:
+        if isinstance(ref, Image.Image):
+            return ref
+        if isinstance(ref, dict):
+            if ref.get("bytes"):
+                return bytes(ref["bytes"])
+            ref = ref.get("path")
+        if isinstance(ref, bytes | bytearray):
+            return bytes(ref)
+        if not ref:
+            raise FileNotFoundError("empty image reference")
+        rel = Path(str(ref).removeprefix("file://"))
+        if rel.is_absolute():
+            if rel.is_file():
+                return str(rel)
+            raise FileNotFoundError(f"image file not found: {rel}")
+        candidates = [(root, sub) for root in self.roots for sub in ("", "images")]
+        if self._last in candidates:
+            candidates.insert(0, self._last)
+        for root, sub in candidates:
+            candidate = root / sub / rel
+            if candidate.is_file():
+                self._last = (root, sub)
+                return str(candidate)
+        tried = ", ".join(str(root / sub / rel) for root, sub in dict.fromkeys(candidates))
+        raise FileNotFoundError(f"image file not found: {rel} (looked in {tried}; pass --image-root DIR)")
+
+
+def _open(ref) -> Image.Image:
     if isinstance(ref, Image.Image):
-        return ref.convert("RGB")
-    if isinstance(ref, dict):
-        ref = ref.get("bytes") or ref.get("path")
-    if isinstance(ref, bytes | bytearray):
-        image = Image.open(io.BytesIO(ref))
-    else:
-        path = Path(str(ref).removeprefix("file://"))
-        path = path if path.is_absolute() else base / path
-        if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path}")
-        image = Image.open(path)
-    width, height = image.size  # read from the header, before decoding
+        return ref
+    return Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref)
+
+
+def check_image(ref) -> None:
+    """Read the header only: raise if the image is unreadable or a decompression bomb."""
+    if isinstance(ref, Image.Image):
+        return
+    with _open(ref) as image:
+        width, height = image.size
     if width * height > Image.MAX_IMAGE_PIXELS:
         raise ValueError(f"{width}x{height} pixels exceeds the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}")
+
+
+def open_image(ref) -> Image.Image:
+    """Decode a resolved reference (absolute path, bytes or PIL image) as RGB."""
+    check_image(ref)
+    image = _open(ref)
     image.load()
     return image.convert("RGB")
 
 
-def normalize_row(row: dict, base: Path) -> dict:
-    """A raw row as ``{problem, answer, images: [PIL], ...}``; raises ``(field, reason)`` as a KeyError/ValueError."""
-    if "message" in row and "problem" not in row:
-        problem, image_refs = _from_reference_message(row["message"])
-    else:
-        problem = row.get("problem", row.get("question"))
-        image_refs = row.get("images", row.get("image", []))
-        image_refs = image_refs if isinstance(image_refs, list) else [image_refs]
-    if not isinstance(problem, str) or not problem.strip():
-        raise DataError("problem", "empty or missing problem")
-    answer = row.get("answer")
-    reason = check_gold(answer)
-    if reason:
-        raise DataError("answer", reason)
-    images = []
-    for ref in image_refs:
-        try:
-            images.append(open_image(ref, base))
-        except FileNotFoundError as err:
-            raise DataError("images", str(err)) from err
-        except (OSError, Image.DecompressionBombError, ValueError) as err:
-            raise DataError("images", f"unreadable image ({type(err).__name__}: {err})") from err
-    extras = {k: row[k] for k in ("id", "difficulty", "complexity", "source", "family", "level") if k in row}
-    return {"problem": problem.strip(), "answer": str(answer).strip(), "images": images, **extras}
+def with_images(item: dict) -> dict:
+    """The item with its images decoded (call per batch, not per dataset)."""
+    return {**item, "images": [open_image(ref) for ref in item["images"]]}
 
 
-def load_records(path: str | Path, *, skip_bad_rows: bool = False) -> tuple[list[dict], LoadReport]:
-    """Validated rows of ``path`` in file order, with stable ids (``<file stem>-<row>`` when absent)."""
+# -------------------------------------------------------------------------------------------------- items
+def load_items(
+    path: str | Path,
+    *,
+    layout: str | None = None,
+    image_root: str | Path | None = None,
+    images: str = "check",
+    check_answers: bool = True,
+    skip_bad_rows: bool = False,
+) -> tuple[list[dict], LoadReport]:
+    """Items of a data file in file order (see :mod:`observe_r1.layouts` for the fields).
+
+    ``images``: ``check`` resolves every reference and reads its header (not its pixels); ``resolve`` only
+    finds the files; ``ignore`` leaves references as they are (scoring saved responses needs no image).
+    ``check_answers`` refuses golds that no rule can verify (training and the ladder need that; eval counts them).
+    """
     path = Path(path)
-    base = path if path.is_dir() else path.parent
-    report = LoadReport(str(path))
-    records = []
-    for i, row in enumerate(read_rows(path)):
+    rows = read_rows(path)
+    if not rows:
+        raise DataError(f"{path}: the file has no rows")
+    if layout is None:
+        layout = detect_layout(set(rows[0]))
+        if layout is None:
+            raise DataError(f"{path}: unknown layout with columns {sorted(set(rows[0]) - {'_key'})}; expected one "
+                            f"of {list(PARSERS)} (see observe_r1.layouts), or force one with --layout")  # fmt: skip
+    elif layout not in PARSERS:
+        raise DataError(f"unknown layout {layout!r}; choose one of {list(PARSERS)}")
+    resolve = ImageResolver(search_roots(path, image_root))
+    report = LoadReport(str(path), layout)
+    items, seen = [], set()
+    for i, row in enumerate(rows):
+        where = f"row {i}" + (f" (id {row['_key']!r})" if "_key" in row else "")
         try:
-            record = normalize_row(row, base)
-        except DataError as err:
-            fieldname, reason = err.args if len(err.args) == 2 else ("row", err.args[0])
+            item = parse_row(row, layout)
+            if check_answers and (reason := check_gold(item["answer"])):
+                raise RowError("answer", reason)
+            if images != "ignore":
+                item["images"] = [_resolved(resolve, ref, images == "check") for ref in item["images"]]
+        except RowError as err:
+            fieldname, reason = err.args
             if not skip_bad_rows:
-                raise DataError(
-                    f"{path}: row {i}: field '{fieldname}': {reason} (pass --skip_bad_rows to skip such rows)"
-                ) from err
-            report.skipped[f"{fieldname}: {reason.split(':')[0]}"] += 1
+                raise DataError(f"{path}: {where}: field '{fieldname}': {reason} "
+                                f"(pass --skip-bad-rows to skip and count such rows)") from None  # fmt: skip
+            report.skipped[f"{fieldname}: {reason.split(' (')[0].split(':')[0]}"] += 1
             continue
-        record.setdefault("id", f"{path.stem}-{i}")
-        record["id"] = str(record["id"])
-        records.append(record)
-    report.kept = len(records)
-    if not records:
+        item["id"] = item["id"] or f"{path.stem}-{i}"
+        if item["id"] in seen:
+            raise DataError(f"{path}: {where}: field 'id': duplicate id {item['id']!r}")
+        seen.add(item["id"])
+        item["row"] = i
+        items.append(item)
+    report.kept = len(items)
+    if not items:
         raise DataError(f"{path}: no usable rows ({report})")
-    return records, report
+    return items, report
 
 
-def to_grpo_dataset(records: list[dict], system_prompt: str | None = SYSTEM_PROMPT):
-    """A ``datasets.Dataset`` in TRL's VLM layout: conversational ``prompt``, ``images``, ``answer``, ``id``."""
-    from datasets import Dataset
-
-    rows = []
-    for row_index, record in enumerate(records):
-        rows.append(
-            {
-                "prompt": build_messages(record["problem"], len(record["images"]), system_prompt),
-                "images": record["images"],
-                "answer": record["answer"],
-                "id": record["id"],
-                "row": row_index,
-                "difficulty": float(record.get("difficulty", -1.0)),
-            }
-        )
-    return Dataset.from_list(rows)
+def _resolved(resolve: ImageResolver, ref, check: bool):
+    try:
+        found = resolve(ref)
+    except FileNotFoundError as err:
+        raise RowError("image", str(err)) from None
+    if check:
+        try:
+            check_image(found)
+        except (OSError, Image.DecompressionBombError, ValueError) as err:
+            raise RowError("image", f"unreadable image ({type(err).__name__}: {err})") from None
+    return found
 
 
-def load_grpo_dataset(path: str | Path, *, skip_bad_rows: bool = False, system_prompt: str | None = SYSTEM_PROMPT):
-    records, report = load_records(path, skip_bad_rows=skip_bad_rows)
-    return to_grpo_dataset(records, system_prompt), report
+# ----------------------------------------------------------------------------------------- TRL datasets
+def _image_cell(ref) -> dict | Image.Image:
+    if isinstance(ref, Image.Image):
+        return ref
+    return {"bytes": ref, "path": None} if isinstance(ref, bytes) else {"bytes": None, "path": ref}
+
+
+def to_grpo_dataset(items: list[dict], system_prompt: str | None = SYSTEM_PROMPT):
+    """A ``datasets.Dataset`` in TRL's VLM layout: conversational ``prompt``, ``images`` (decoded on access,
+    batch by batch), ``answer``, ``choices``, ``precision``, ``id``, ``row``, ``difficulty``."""
+    from datasets import Dataset, List, Value
+    from datasets import Image as ImageFeature
+
+    rows = [
+        {
+            "prompt": build_messages(item["problem"], len(item["images"]), system_prompt),
+            "images": [_image_cell(ref) for ref in item["images"]],
+            "answer": item["answer"],
+            "choices": list(item.get("choices") or []),
+            "precision": item.get("precision"),
+            "id": item["id"],
+            "row": position,
+            "difficulty": float(item["difficulty"]) if item.get("difficulty") is not None else -1.0,
+        }
+        for position, item in enumerate(items)
+    ]
+    dataset = Dataset.from_list(rows)
+    dataset = dataset.cast_column("images", List(ImageFeature()))
+    dataset = dataset.cast_column("choices", List(Value("string")))
+    return dataset.cast_column("precision", Value("int32"))
+
+
+def load_grpo_dataset(
+    path: str | Path,
+    *,
+    skip_bad_rows: bool = False,
+    system_prompt: str | None = SYSTEM_PROMPT,
+    image_root: str | Path | None = None,
+    layout: str | None = None,
+):
+    """:func:`load_items` then :func:`to_grpo_dataset`; returns ``(dataset, report)``."""
+    items, report = load_items(path, layout=layout, image_root=image_root, skip_bad_rows=skip_bad_rows)
+    return to_grpo_dataset(items, system_prompt), report

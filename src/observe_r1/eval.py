@@ -1,8 +1,14 @@
-"""``observe-r1 eval``: generate on a benchmark, score with the training rewards, write figures people can read.
+"""``observe-r1 eval``: generate on a benchmark (or take saved responses), score with the training rewards, write
+figures people can read.
 
-    observe-r1 eval --model runs/r1/final --benchmark mathvista_testmini.parquet --out evals/r1
-    observe-r1 eval --model M --benchmark my_bench.jsonl --samples 4 --temperature 0.6 --out evals/m
+    observe-r1 eval --model runs/r1/final --benchmark MathVista/data/testmini.json --out evals/r1
+    observe-r1 eval --model M --benchmark MATH-V/data/test.jsonl --samples 4 --temperature 0.6 --out evals/m
+    observe-r1 eval --benchmark MathVista/data/testmini.json --responses vllm_out.jsonl --out evals/api
     observe-r1 compare evals/base evals/r1 --out evals/compare
+
+Benchmarks are read through the same ingest path as training data (``observe_r1.data.load_items``): every
+published layout, options carried with each item so that an answer given as the option's text counts like its
+letter, images decoded batch by batch.
 
 Writes ``results.json`` (accuracy, format_rate, per-category accuracy, mean tokens of correct and incorrect
 responses, mean observe/think lengths), ``predictions.jsonl`` (every response, its extracted answer and verdict;
@@ -18,13 +24,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from observe_r1.benchmarks import load_benchmark
+from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
 from observe_r1.prompts import PLAIN_PROMPT, SYSTEM_PROMPT
 from observe_r1.rewards import extract_answer, format_reward, score_completions
 
 _LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_LAST_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-F])\)?(?![A-Za-z])")
+_LAST_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-J])\)?(?![A-Za-z])")
 
 
 def fallback_answer(response: str, gold: str) -> str | None:
@@ -33,7 +39,7 @@ def fallback_answer(response: str, gold: str) -> str | None:
     answer = extract_answer(response)
     if answer is not None:
         return answer
-    pattern = _LAST_LETTER if re.fullmatch(r"\(?[A-F]\)?", gold.strip()) else _LAST_NUMBER
+    pattern = _LAST_LETTER if re.fullmatch(r"\(?[A-J]\)?", gold.strip()) else _LAST_NUMBER
     found = pattern.findall(response)
     return found[-1] if found else None
 
@@ -43,26 +49,22 @@ def _tag_length(response: str, tag: str) -> int | None:
     return len(response[start + len(tag) + 2 : end].split()) if 0 <= start < end else None
 
 
-def _within_precision(prediction: str, gold: str, precision: int | None) -> bool:
-    try:
-        return precision is not None and round(float(prediction), precision) == round(float(gold), precision)
-    except ValueError:
-        return False
-
-
-def score_predictions(items: list[dict], responses: list[list[tuple[str, int]]]) -> list[dict]:
+def score_predictions(items: list[dict], responses: list[list[tuple[str, int | None]]]) -> list[dict]:
     """One prediction row per (item, sample): extracted answer, verdict, format, token count."""
-    rows, texts, golds = [], [], []
+    rows, texts, golds, choices, precisions = [], [], [], [], []
     for item, samples in zip(items, responses, strict=True):
         for j, (text, tokens) in enumerate(samples):
             answer = fallback_answer(text, item["answer"])
             rows.append({"id": item["id"], "sample": j, "category": item.get("category", "all"), "response": text,
                          "extracted": answer, "gold": item["answer"], "tokens": tokens,
-                         "format": format_reward(text), "precision": item.get("precision")})  # fmt: skip
+                         "format": format_reward(text)})  # fmt: skip
             texts.append(f"<answer>{answer}</answer>" if answer is not None else "")
             golds.append(item["answer"])
-    for row, score in zip(rows, score_completions(texts, golds), strict=True):
-        row["correct"] = bool(score) or _within_precision(row["extracted"] or "", row["gold"], row.pop("precision"))
+            choices.append(item.get("choices") or [])
+            precisions.append(item.get("precision"))
+    scores = score_completions(texts, golds, choices=choices, precisions=precisions)
+    for row, score in zip(rows, scores, strict=True):
+        row["correct"] = bool(score)
     return rows
 
 
@@ -101,11 +103,16 @@ def evaluate(
     batch_size: int = 64,
     limit: int | None = None,
     layout: str | None = None,
+    image_root: str | Path | None = None,
 ) -> dict:
-    """Evaluate ``generator`` on ``benchmark`` into ``out``; resumes from ``out/predictions.jsonl``."""
+    """Evaluate ``generator`` on ``benchmark`` into ``out``; resumes from ``out/predictions.jsonl``.
+
+    Images are decoded batch by batch: memory does not grow with the benchmark.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    items = load_benchmark(benchmark, layout=layout)[:limit]
+    items, _ = load_items(benchmark, layout=layout, image_root=image_root, check_answers=False)
+    items = items[:limit]
     predictions = out / "predictions.jsonl"
     done = {}
     for row in read_jsonl(predictions, missing_ok=True, skip_torn=True):
@@ -117,11 +124,55 @@ def evaluate(
     with tqdm(total=len(items), initial=len(items) - len(todo), desc="eval", unit="item") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            responses = generator.generate(batch, n=samples, temperature=temperature, system_prompt=system_prompt)
-            rows = score_predictions(batch, responses)
-            append_jsonl(predictions, rows)
+            decoded = [with_images(item) for item in batch]
+            responses = generator.generate(decoded, n=samples, temperature=temperature, system_prompt=system_prompt)
+            del decoded
+            append_jsonl(predictions, score_predictions(batch, responses))
             bar.update(len(batch))
-    rows = read_jsonl(predictions)
+    return _write_results(items, read_jsonl(predictions), out, benchmark, samples=samples, temperature=temperature)
+
+
+def score_responses(
+    benchmark: str | Path,
+    responses: str | Path,
+    out: str | Path,
+    *,
+    layout: str | None = None,
+    limit: int | None = None,
+) -> dict:
+    """Score saved responses (lines ``{"id", "response"}``, several per id = samples in order) without a model
+    and without opening any image; writes the same files as :func:`evaluate`.
+
+    Responses for ids the benchmark lacks are an error (a wrong file); benchmark items without a response are
+    left out and counted in ``results.json`` (``n_missing``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    items, _ = load_items(benchmark, layout=layout, images="ignore", check_answers=False)
+    items = items[:limit]
+    by_id: dict[str, list] = {}
+    for i, row in enumerate(read_jsonl(responses)):
+        if "id" not in row or not isinstance(row.get("response"), str):
+            raise DataError(f"{responses}: line {i + 1}: needs 'id' and a string 'response'")
+        by_id.setdefault(str(row["id"]), []).append((row["response"], row.get("tokens")))
+    known = {it["id"] for it in items}
+    unknown = [k for k in by_id if k not in known]
+    if unknown and limit is None:
+        raise DataError(f"{responses}: {len(unknown)} ids are not in {benchmark} (first: {unknown[:3]}); "
+                        f"wrong benchmark file or layout?")  # fmt: skip
+    scored = [it for it in items if it["id"] in by_id]
+    if not scored:
+        raise DataError(f"{responses}: no response matches an id of {benchmark}")
+    rows = score_predictions(scored, [by_id[it["id"]] for it in scored])
+    write_jsonl(out / "predictions.jsonl", rows)
+    samples = max(len(v) for v in by_id.values())
+    results = _write_results(scored, rows, out, benchmark, samples=samples, temperature=None)
+    results["n_missing"] = len(items) - len(scored)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _write_results(items, rows, out: Path, benchmark, *, samples, temperature) -> dict:
     order = {it["id"]: i for i, it in enumerate(items)}
     rows = sorted((r for r in rows if r["id"] in order), key=lambda r: (order[r["id"]], r["sample"]))
     results = {"benchmark": str(benchmark), "samples": samples, "temperature": temperature, **aggregate(rows)}
@@ -132,7 +183,8 @@ def evaluate(
 
 def summary_markdown(results: dict) -> str:
     lines = [f"# Evaluation on `{results['benchmark']}`", "",
-             f"- items: {results['n_items']} × {results['samples']} sample(s), temperature {results['temperature']}",
+             f"- items: {results['n_items']} × {results['samples']} sample(s), "
+             + (f"temperature {results['temperature']}" if results["temperature"] is not None else "saved responses"),
              f"- **accuracy: {results['accuracy']:.3f}**", f"- format rate: {results['format_rate']:.3f}",
              f"- mean tokens (correct / incorrect): {results['mean_tokens_correct']} / "
              f"{results['mean_tokens_incorrect']}",

@@ -32,7 +32,6 @@ from functools import lru_cache
 REWARD_STATS: Counter = Counter()
 
 TAGS = ("<observe>", "</observe>", "<think>", "</think>", "<answer>", "</answer>")
-OPTION_LETTERS = "ABCDEF"
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers; also keeps sympy away from 100k-digit strings
 
 
@@ -84,15 +83,19 @@ def extract_answer(completion: str) -> str | None:
 
 
 # -------------------------------------------------------------------------------------------- accuracy (§3)
-_LETTER_GOLD = re.compile(r"\(?([A-F])\)?")
-_LETTER_TOKEN = re.compile(r"(?<![A-Za-z0-9])\(?([A-F])(?![A-Za-z0-9])")
+LETTERS = "ABCDEFGHIJ"
+_LETTER_SET_GOLD = re.compile(r"[A-J](?:\s*,\s*[A-J])+")
+_LETTER_GOLD = re.compile(r"\(?([A-J])\)?")
+_LETTER_TOKEN = re.compile(r"(?<![A-Za-z0-9])\(?([A-J])(?![A-Za-z0-9])")
 _TEXT_GOLD = re.compile(r"[A-Za-z][A-Za-z '\-]*[A-Za-z]")
 _INTEGER = re.compile(r"[+-]?\d{1,30}")
 
 
 def gold_kind(answer: str) -> str:
-    """How a gold answer is compared: ``letter`` (A-F), ``text`` (words), or ``math`` (numbers, LaTeX)."""
+    """How a gold answer is compared: ``letter``, ``letters`` (a set, "A, C"), ``text`` (words), or ``math``."""
     answer = answer.strip()
+    if _LETTER_SET_GOLD.fullmatch(answer):
+        return "letters"
     if _LETTER_GOLD.fullmatch(answer):
         return "letter"
     if _TEXT_GOLD.fullmatch(answer):
@@ -102,7 +105,7 @@ def gold_kind(answer: str) -> str:
 
 def read_option_letter(prediction: str) -> str | None:
     """The option letter a prediction names as a standalone token (``B``, ``(B) 5 cm``, ``B:``); None if 0 or 2+."""
-    letters = set(_LETTER_TOKEN.findall(prediction))
+    letters = _letters_in(prediction, "ABCDEF")
     return letters.pop() if len(letters) == 1 else None
 
 
@@ -236,36 +239,92 @@ def _math_equal_many(pairs: list[tuple[str, str]], *, timeout: float, workers: i
     return out
 
 
-def _answer_matches_fast(prediction: str, gold: str) -> bool | None:
-    """Letter and text golds are decided here; None when math-verify is needed."""
+_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+
+
+def _letters_in(prediction: str, allowed: str) -> set[str]:
+    return {letter for letter in _LETTER_TOKEN.findall(prediction) if letter in allowed}
+
+
+def _choice_index(prediction: str, choices) -> int | None:
+    """The option whose text the prediction is (normalised), if exactly one."""
+    wanted = _normalize_text(prediction)
+    hits = [i for i, c in enumerate(choices) if _normalize_text(str(c)) == wanted]
+    return hits[0] if len(hits) == 1 else None
+
+
+def decide_answer(prediction: str, gold: str, choices=(), precision: int | None = None) -> bool | tuple[str, str]:
+    """Verdict on an extracted answer, or the ``(prediction, gold)`` pair that math-verify must compare.
+
+    * letter sets (``"A, C"``, LogicVista): the set of standalone option letters must be equal;
+    * a letter gold: the option's text (normalised) counts as its letter; otherwise the one standalone letter
+      named (``B``, ``(B) 5 cm``); otherwise maths against the gold option's text (``5`` for option ``5``);
+    * ``precision`` (MathVista floats): both rounded to that many decimals;
+    * short text: normalised string match; everything else: maths (math-verify, in a time-bounded worker).
+
+        >>> decide_answer("Yes", "A", ["Yes", "No"]), decide_answer("(B) 5 cm", "B", ["4 cm", "5 cm"])
+        (True, True)
+        >>> decide_answer("C and A", "A, C"), decide_answer("1.24", "1.2", precision=1)
+        (True, True)
+    """
+    gold, prediction = gold.strip(), prediction.strip()
+    choices = list(choices or [])
+    if gold_kind(gold) == "letters":
+        wanted = set(re.findall(r"[A-J]", gold))
+        allowed = LETTERS[: max(len(choices), LETTERS.index(max(wanted)) + 1, 6)]
+        return _letters_in(prediction, allowed) == wanted
     kind = gold_kind(gold)
-    if kind == "letter":
-        return read_option_letter(prediction) == _LETTER_GOLD.fullmatch(gold.strip()).group(1)
+    if kind == "letter" or (choices and gold in LETTERS[: len(choices)]):
+        letter = gold.strip("()")
+        index = _choice_index(prediction, choices) if choices else None
+        if index is not None:
+            return LETTERS[index] == letter
+        allowed = LETTERS[: max(len(choices), LETTERS.index(letter) + 1, 6)]
+        named = _letters_in(prediction, allowed)
+        if len(named) == 1:
+            return named.pop() == letter
+        if choices and LETTERS.index(letter) < len(choices):
+            option = str(choices[LETTERS.index(letter)])
+            if gold_kind(option) == "math" and not named:
+                return (prediction, option)
+        return False
+    if precision is not None and _FLOAT.fullmatch(prediction) and _FLOAT.fullmatch(gold):
+        return round(float(prediction), int(precision)) == round(float(gold), int(precision))
     if kind == "text":
         return _normalize_text(prediction) == _normalize_text(gold)
-    return None  # even an identical string goes to math-verify: an unparseable gold must never score 1
+    return (prediction, gold)  # even an identical string goes to math-verify: an unparseable gold must never score 1
 
 
 def score_completions(
-    completions: list[str], answers: list[str], *, workers: int = 2, timeout: float = 3.0
+    completions: list[str],
+    answers: list[str],
+    *,
+    choices: list | None = None,
+    precisions: list | None = None,
+    workers: int = 2,
+    timeout: float = 3.0,
 ) -> list[float]:
     """Accuracy rewards (1.0 / 0.0) for many completions: math comparisons in parallel worker processes.
 
-    A comparison running past ``timeout`` seconds scores 0.0 and is counted in ``REWARD_STATS["timeout"]``;
-    an unparseable gold answer scores 0.0 (never 1.0) and is counted in ``REWARD_STATS["unparseable_gold"]``.
+    ``choices`` and ``precisions`` (one entry per completion, or None) carry each item's options and float
+    precision (see :func:`decide_answer`). A comparison running past ``timeout`` seconds scores 0.0 and is
+    counted in ``REWARD_STATS["timeout"]``; an unparseable gold answer scores 0.0 (never 1.0) and is counted in
+    ``REWARD_STATS["unparseable_gold"]``.
     """
     assert len(completions) == len(answers), f"{len(completions)} completions vs {len(answers)} answers"
+    choices = choices if choices is not None else [()] * len(answers)
+    precisions = precisions if precisions is not None else [None] * len(answers)
     scores = [0.0] * len(completions)
     math_items = []
     for i, (completion, gold) in enumerate(zip(completions, answers, strict=True)):
         prediction = extract_answer(completion)
         if prediction is None:
             continue
-        fast = _answer_matches_fast(prediction, str(gold))
-        if fast is None:
-            math_items.append((i, prediction, str(gold)))
+        verdict = decide_answer(prediction, str(gold), choices[i], precisions[i])
+        if isinstance(verdict, tuple):
+            math_items.append((i, *verdict))
         else:
-            scores[i] = float(fast)
+            scores[i] = float(verdict)
     results = _math_equal_many([(p, g) for _, p, g in math_items], timeout=timeout, workers=workers)
     for (i, _, _), result in zip(math_items, results, strict=True):
         if result is None:
@@ -274,12 +333,12 @@ def score_completions(
     return scores
 
 
-def accuracy_reward(completion: str, answer: str) -> float:
+def accuracy_reward(completion: str, answer: str, choices=(), precision: int | None = None) -> float:
     """1.0 if the extracted answer matches ``answer`` (letters by letter, math by equivalence, text normalised).
 
     Thread-safe and time-bounded (3 s per comparison); see :func:`score_completions` for the batch path.
     """
-    return score_completions([completion], [answer], workers=1)[0]
+    return score_completions([completion], [answer], choices=[choices], precisions=[precision], workers=1)[0]
 
 
 def check_gold(answer: object) -> str | None:
@@ -323,6 +382,7 @@ class AccuracyReward:
     def __init__(self, workers: int = 2, timeout: float = 3.0) -> None:
         self.workers, self.timeout = workers, timeout
 
-    def __call__(self, completions, answer, **kwargs) -> list[float]:
+    def __call__(self, completions, answer, choices=None, precision=None, **kwargs) -> list[float]:
         texts = [completion_text(c) for c in completions]
-        return score_completions(texts, [str(a) for a in answer], workers=self.workers, timeout=self.timeout)
+        return score_completions(texts, [str(a) for a in answer], choices=choices, precisions=precision,
+                                 workers=self.workers, timeout=self.timeout)  # fmt: skip

@@ -57,7 +57,11 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
     model, processor = load_policy(script_args.model_name_or_path, trust_remote_code=config.trust_remote_code)
     processor.image_processor.size = {"shortest_edge": script_args.min_pixels, "longest_edge": script_args.max_pixels}
     dataset, report = load_grpo_dataset(
-        script_args.dataset_path, skip_bad_rows=script_args.skip_bad_rows, system_prompt=config.system_prompt
+        script_args.dataset_path,
+        skip_bad_rows=script_args.skip_bad_rows,
+        system_prompt=config.system_prompt,
+        image_root=script_args.image_root,
+        layout=script_args.layout,
     )
     print(report)
     output_dir.mkdir(parents=True, exist_ok=True)

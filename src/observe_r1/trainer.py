@@ -23,6 +23,19 @@ from observe_r1.models import VISION_TOKENS
 from observe_r1.rewards import REWARD_STATS, AccuracyReward, FormatReward
 
 
+def image_token_types(input_ids: torch.Tensor, image_pad_id: int, video_pad_id: int | None = None) -> torch.Tensor:
+    """``mm_token_type_ids`` read off the token ids themselves: 1 at image-pad tokens, 2 at video-pad, else 0.
+
+    Qwen2.5-VL places image features and rope positions where these ids say; rebuilding them from the very ids
+    the forward sees keeps them aligned whatever padding side, length or image size a batch has.
+    """
+    types = torch.zeros_like(input_ids)
+    types[input_ids == image_pad_id] = 1
+    if video_pad_id is not None:
+        types[input_ids == video_pad_id] = 2
+    return types
+
+
 class ObserveR1Trainer(GRPOTrainer):
     """GRPO with the shortest-correct bonus and the dynamic weight, computed on whole (gathered) groups.
 
@@ -33,6 +46,11 @@ class ObserveR1Trainer(GRPOTrainer):
       the override also gathers each completion's length, in the same order, for the bonus.
     * ``_generate_and_score_completions`` computes TRL's outputs; the override replaces ``advantages`` with
       ``group_advantages`` on the gathered batch, then keeps this process's slice, exactly as TRL slices.
+    * ``_get_per_token_logps_and_entropies`` (every forward: old, reference and loss log-probs) rebuilds
+      ``mm_token_type_ids`` from the ``input_ids`` it is given. TRL 1.16 builds them with a processor call padded
+      on the tokenizer's default side while ``prompt_ids`` are left-padded (huggingface/trl#5785): with a
+      right-padding tokenizer every prompt shorter than its batch's longest had its image positions shifted onto
+      text or padding (wrong logits and gradients), or the rope index crashed on differently sized images.
 
     Correctness (for the bonus and the pass rate) is the accuracy reward, never the weighted total.
     """
@@ -47,6 +65,8 @@ class ObserveR1Trainer(GRPOTrainer):
             user = dict(args.generation_kwargs or {})
             user["suppress_tokens"] = sorted(set(user.get("suppress_tokens") or []) | set(vision_ids))
             args.generation_kwargs = user
+        if processor is not None and hasattr(processor, "tokenizer"):
+            processor.tokenizer.padding_side = "left"  # TRL's prompt_ids are left-padded; keep its side-paths so too
         super().__init__(model=model, args=args, reward_funcs=reward_funcs, **kwargs)
         if "accuracy" not in self.reward_func_names:
             raise ValueError(f"Observe-R1 needs a reward function named 'accuracy'; got {self.reward_func_names}")
@@ -54,6 +74,15 @@ class ObserveR1Trainer(GRPOTrainer):
         self._gathered_lengths: torch.Tensor | None = None  # set by _calculate_rewards, read right after
         self._gathered_rewards: torch.Tensor | None = None
         self.consumed_log: Path | None = None
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        if kwargs.get("mm_token_type_ids") is not None and self._image_pad_token_id is not None:
+            kwargs["mm_token_type_ids"] = image_token_types(
+                input_ids, self._image_pad_token_id, self._video_pad_token_id
+            )
+        return super()._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+        )
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -84,6 +113,9 @@ class ObserveR1Trainer(GRPOTrainer):
         local = len(inputs)
         start = self.accelerator.process_index * local
         output["advantages"] = advantages[start : start + local].to(output["advantages"].dtype)
+        if "mm_token_type_ids" in output and self._image_pad_token_id is not None:  # what the loss forward reads
+            ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+            output["mm_token_type_ids"] = image_token_types(ids, self._image_pad_token_id, self._video_pad_token_id)
         self._metrics[mode]["observe_r1/advantage_abs_mean"].append(advantages.abs().mean().item())
         self._metrics[mode]["observe_r1/advantage_std"].append(advantages.std().item())
         self._log_observe_r1(mode, inputs, correct, rewards_per_func, lengths)

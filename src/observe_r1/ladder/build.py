@@ -47,6 +47,7 @@ def build(
     use_easy_filter: bool = True,
     prune_percentile: float = 25.0,
     skip_bad_rows: bool = False,
+    image_root: str | Path | None = None,
     seed: int = 0,
 ) -> dict:
     """Build (or resume building) a ladder in ``out``; returns the stats written to ``out/stats.json``."""
@@ -54,7 +55,7 @@ def build(
     out.mkdir(parents=True, exist_ok=True)
     index, count = parse_shard(shard)
     stats = {"sources": [str(s) for s in sources], "k": k, "shard": [index, count], "stages": []}
-    items, drops = ingest(sources, out, skip_bad_rows=skip_bad_rows)
+    items, drops = ingest(sources, out, skip_bad_rows=skip_bad_rows, image_root=image_root)
     _record(stats, "ingest", len(items) + sum(drops.values()), items, drops)
     if count > 1:
         n = len(items)

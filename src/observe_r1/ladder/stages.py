@@ -8,13 +8,15 @@ exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import hashlib
+import io
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from observe_r1.data import DataError, normalize_row, read_rows
+from observe_r1.data import DataError, load_items, open_image
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
 from observe_r1.rewards import MAX_ANSWER_CHARS, gold_kind, score_completions
 
@@ -25,45 +27,55 @@ def stable_hash(text: str) -> int:
     return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
 
 
-def ingest(sources: list[str | Path], out: Path, *, skip_bad_rows: bool = False) -> tuple[list[dict], Counter]:
-    """Read every source into items ``{id, source, problem, answer, images: [paths under out/images]}``.
+def ingest(
+    sources: list[str | Path], out: Path, *, skip_bad_rows: bool = False, image_root: str | Path | None = None
+) -> tuple[list[dict], Counter]:
+    """Read every source through :func:`observe_r1.data.load_items` into items with images under ``out/images``.
 
-    Ids are the row's ``id`` or ``<source stem>-<row>``, prefixed by the source stem so they stay unique
-    across sources. Images (paths, bytes or PIL) are copied once into ``out/images`` as PNG.
+    Ids are the row's id (or ``<stem>-<row>``) prefixed by the source stem, so they stay unique across sources.
+    Options, float precision and categories travel with each item. Image files are copied (bytes written) once,
+    without decoding them.
     """
     (out / "images").mkdir(parents=True, exist_ok=True)
     items, drops, seen = [], Counter(), set()
     for source in map(Path, sources):
-        base = source if source.is_dir() else source.parent
-        for i, row in enumerate(read_rows(source)):
-            try:
-                record = normalize_row(row, base)
-            except DataError as err:
-                fieldname, reason = err.args
-                if not skip_bad_rows:
-                    raise DataError(f"{source}: row {i}: field '{fieldname}': {reason}") from err
-                drops[f"bad row ({fieldname}: {reason.split(':')[0]})"] += 1
-                continue
-            item_id = f"{source.stem}/{record.get('id', i)}"
+        loaded, report = load_items(source, image_root=image_root, skip_bad_rows=skip_bad_rows)
+        for reason, n in report.skipped.items():
+            drops[f"bad row ({reason})"] += n
+        for record in loaded:
+            item_id = f"{source.stem}/{record['id']}"
             if item_id in seen:
-                raise DataError(f"{source}: row {i}: field 'id': duplicate id {item_id!r}")
+                raise DataError(f"{source}: row {record['row']}: field 'id': duplicate id {item_id!r}")
             seen.add(item_id)
+            record.pop("row")
             items.append({**record, "id": item_id, "source": source.stem, "images": _store(record, item_id, out)})
     return items, drops
 
 
 def _store(record: dict, item_id: str, out: Path) -> list[str]:
     paths = []
-    for j, image in enumerate(record["images"]):
-        rel = f"images/{item_id.replace('/', '__')}_{j}.png"
-        if not (out / rel).exists():
-            image.save(out / rel)
+    for j, ref in enumerate(record["images"]):
+        stem = f"images/{item_id.replace('/', '__')}_{j}"
+        if isinstance(ref, Image.Image):
+            rel = f"{stem}.png"
+            if not (out / rel).exists():
+                ref.save(out / rel)
+        elif isinstance(ref, bytes):
+            with Image.open(io.BytesIO(ref)) as image:
+                rel = f"{stem}.{(image.format or 'png').lower()}"
+            if not (out / rel).exists():
+                (out / rel).write_bytes(ref)
+        else:
+            rel = f"{stem}{Path(ref).suffix.lower() or '.png'}"
+            if not (out / rel).exists():
+                shutil.copyfile(ref, out / rel)
         paths.append(rel)
     return paths
 
 
 def load_images(item: dict, base: Path) -> dict:
-    return {**item, "images": [Image.open(base / p).convert("RGB") for p in item["images"]]}
+    """The item with its images (paths under ``base``) decoded, for one generation batch."""
+    return {**item, "images": [open_image(str(base / p)) for p in item["images"]]}
 
 
 def verifiable_filter(items: list[dict], *, max_text_words: int = 3) -> tuple[list[dict], Counter]:
@@ -91,7 +103,9 @@ def easy_filter(items: list[dict], generator, base: Path, *, batch_size: int = 6
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         responses = generator.generate([load_images(it, base) for it in chunk], system_prompt=ANSWER_ONLY_PROMPT)
-        scores = score_completions([as_answer(r[0][0]) for r in responses], [it["answer"] for it in chunk])
+        scores = score_completions([as_answer(r[0][0]) for r in responses], [it["answer"] for it in chunk],
+                                   choices=[it.get("choices") for it in chunk],
+                                   precisions=[it.get("precision") for it in chunk])  # fmt: skip
         for item, score in zip(chunk, scores, strict=True):
             if score == 1.0:
                 drops["answered correctly without reasoning"] += 1
@@ -134,7 +148,8 @@ def rate(
         responses = generator.generate([load_images(it, out) for it in chunk], n=k, temperature=temperature)
         texts = [text for group in responses for text, _ in group]
         answers = [it["answer"] for it in chunk for _ in range(k)]
-        correct = score_completions(texts, answers)
+        correct = score_completions(texts, answers, choices=[it.get("choices") for it in chunk for _ in range(k)],
+                                    precisions=[it.get("precision") for it in chunk for _ in range(k)])  # fmt: skip
         rows, side_rows = [], []
         for i, (item, group) in enumerate(zip(chunk, responses, strict=True)):
             c = correct[i * k : (i + 1) * k]

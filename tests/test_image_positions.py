@@ -1,0 +1,88 @@
+"""What the model receives on real, differently sized images: every forward's image marks sit on the image tokens.
+
+TRL 1.16 builds the loss forward's ``mm_token_type_ids`` with a processor call padded on the tokenizer's default
+side while ``prompt_ids`` are left-padded (huggingface/trl#5785). These tests train on published MATH-V rows at
+the 3B recipe's pixel budget and check the marks on every forward (generation, old/ref log-probs, loss).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from observe_r1.models import load_policy
+from observe_r1.rewards import FormatReward
+from observe_r1.trainer import ObserveR1Trainer, image_token_types
+from tests.helpers import (
+    RECIPE_MAX_PIXELS,
+    ImagePositionCheck,
+    ParityAccuracy,
+    benchmark_file,
+    mathvision_dataset,
+    tiny_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _processor_at(processor, max_pixels):
+    processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": max_pixels}
+    processor.image_processor.max_pixels = max_pixels
+    return processor
+
+
+def test_image_token_types_marks_exactly_the_pad_tokens():
+    ids = torch.tensor([[0, 0, 5, 9, 9, 6, 3], [5, 9, 9, 9, 6, 3, 7]])
+    assert image_token_types(ids, 9).tolist() == [[0, 0, 0, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0, 0]]
+    assert image_token_types(ids, 9, video_pad_id=7)[1, -1] == 2
+
+
+def test_training_on_real_images_at_recipe_pixels_keeps_image_positions(tiny_model_dir, tmp_path):
+    model, processor = load_policy(tiny_model_dir)
+    processor.tokenizer.padding_side = "right"  # the side that broke TRL; the trainer must not depend on it
+    _processor_at(processor, RECIPE_MAX_PIXELS)
+    dataset = mathvision_dataset(n=16)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    check = ImagePositionCheck(model, processor)
+    args = tiny_config(tmp_path / "out", per_device_train_batch_size=16, max_steps=2, beta=0.04)
+    trainer = ObserveR1Trainer(model=model, args=args, reward_funcs=[ParityAccuracy(), FormatReward()],
+                               train_dataset=dataset, processing_class=processor)  # fmt: skip
+    trainer.train()
+    assert check.grad_forwards >= 2 and check.forwards > check.grad_forwards  # loss, old/ref and generation
+    assert sum(check.misaligned) == 0, f"misaligned samples per forward: {check.misaligned}"
+    assert len(check.image_tokens) >= 4  # the batches really mixed image sizes (and prompt lengths)
+    assert max(check.image_tokens) > 300  # at recipe pixels, not squeezed to a thumbnail
+    assert any(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters() if "visual" in n)
+
+
+def test_plain_trl_misaligns_the_same_batches(tiny_model_dir, tmp_path):
+    """The check above can fail: unpatched TRL 1.16 with a right-padding tokenizer shifts image marks (kept at
+    50,176 pixels, where it runs instead of crashing). If this starts failing, TRL fixed #5785: re-check."""
+    model, processor = load_policy(tiny_model_dir)
+    processor.tokenizer.padding_side = "right"
+    _processor_at(processor, 50_176)
+    check = ImagePositionCheck(model, processor)
+    args = GRPOConfig(output_dir=str(tmp_path / "plain"), use_cpu=True, bf16=False, gradient_checkpointing=False,
+                      per_device_train_batch_size=16, num_generations=4, max_completion_length=8, max_steps=1,
+                      report_to=[], save_strategy="no", shuffle_dataset=False)  # fmt: skip
+    trainer = GRPOTrainer(model=model, args=args, reward_funcs=[ParityAccuracy()], train_dataset=mathvision_dataset(),
+                          processing_class=processor)  # fmt: skip
+    trainer.train()
+    assert sum(check.misaligned) > 0
+
+
+def test_two_processes_real_images_aligned_on_every_forward(tiny_model_dir, tmp_path):
+    benchmark_file("mathvision/data/test.jsonl")
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533",
+           str(ROOT / "tests/dist/image_positions.py"), str(tiny_model_dir), str(tmp_path)]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank in ranks:
+        assert rank["world"] == 2 and rank["grad_forwards"] >= 2
+        assert sum(rank["misaligned"]) == 0, rank["misaligned"]
+    assert len(set(ranks[0]["image_tokens"]) | set(ranks[1]["image_tokens"])) >= 4
+    assert ranks[0]["ids"][-1] == ranks[1]["ids"][0]  # a group split across the two processes
