@@ -3,7 +3,7 @@ import json
 import pytest
 from PIL import Image
 
-from observe_r1.data import DataError, load_grpo_dataset, load_records
+from observe_r1.data import DataError, load_grpo_dataset, load_items, open_image
 
 
 def _write(tmp_path, rows, name="d.jsonl"):
@@ -30,8 +30,8 @@ GOOD = {"problem": "How many?", "answer": "2", "images": ["ok.png"]}
 def test_bad_rows_fail_fast_naming_file_row_field(tmp_path, bad, field, reason):
     path = _write(tmp_path, [GOOD, bad])
     with pytest.raises(DataError, match=rf"d.jsonl: row 1: field '{field}': {reason}"):
-        load_records(path)
-    records, report = load_records(path, skip_bad_rows=True)
+        load_items(path)
+    records, report = load_items(path, skip_bad_rows=True)
     assert len(records) == 1 and sum(report.skipped.values()) == 1
 
 
@@ -53,12 +53,12 @@ def test_parquet_with_image_bytes(tmp_path):
     _write(tmp_path, [])
     row = {"problem": "q", "answer": "B", "images": [{"bytes": (tmp_path / "ok.png").read_bytes(), "path": None}]}
     pq.write_table(pa.Table.from_pylist([row]), tmp_path / "d.parquet")
-    records, _ = load_records(tmp_path / "d.parquet")
-    assert records[0]["images"][0].size == (56, 56)
+    records, _ = load_items(tmp_path / "d.parquet")
+    assert open_image(records[0]["images"][0]).size == (56, 56)
 
 
 def test_decompression_bomb_is_refused(tmp_path):
     Image.new("L", (9000, 9000)).save(tmp_path / "big.png")
     path = _write(tmp_path, [{"problem": "q", "answer": "1", "images": ["big.png"]}])
     with pytest.raises(DataError, match="field 'images': unreadable image"):
-        load_records(path)
+        load_items(path)

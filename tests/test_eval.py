@@ -8,9 +8,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from observe_r1.benchmarks import load_benchmark
 from observe_r1.cli import app
-from observe_r1.data import DataError
+from observe_r1.data import DataError, load_items, open_image
 from observe_r1.eval import compare, evaluate, fallback_answer
 from observe_r1.synth import generate_items, write_dataset
 
@@ -38,7 +37,7 @@ LAYOUT_ROWS = {
                               "question": "Choices: A:1 B:2", "answer": "B", "image": img},
     "mathvision": lambda img: {"id": "11", "question": "Area?", "options": ["1", "4"], "answer": "B",
                                "image": img, "subject": "metric geometry"},
-    "wemath": lambda img: {"ID": "w1", "question": "Angle?", "option": "A. 30°; B. 60°", "answer": "A",
+    "wemath": lambda img: {"ID": "2steps_1", "question": "Angle?", "option": "A. 30°; B. 60°", "answer": "A",
                            "image_path": img, "key": "2steps"},
     "logicvista": lambda img: {"question": "Which? A. x B. y C. z", "answer": "A, C", "imagename": img,
                                "skill": "inductive"},
@@ -47,16 +46,17 @@ LAYOUT_ROWS = {
     "canonical": lambda img: {"problem": "How many?", "answer": "3", "images": [img], "family": "count_all"},
 }  # fmt: skip
 EXPECTED = {"mathvista": ("C", "math-targeted-vqa"), "mathverse": ("B", "Vision Only"),
-            "mathvision": ("B", "metric geometry"), "wemath": ("A", "2steps"), "logicvista": ("AC", "inductive"),
+            "mathvision": ("B", "metric geometry"), "wemath": ("A", "2steps"), "logicvista": ("A, C", "inductive"),
             "mmmu": ("A", "Biology"), "canonical": ("3", "count_all")}  # fmt: skip
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUT_ROWS))
 def test_each_layout_loads(tmp_path, image_file, layout):
     path = _write_jsonl(tmp_path / f"{layout}.jsonl", [LAYOUT_ROWS[layout](image_file)])
-    item = load_benchmark(path)[0]
+    item = load_items(path)[0][0]
     assert (item["answer"], item["category"]) == EXPECTED[layout]
-    assert len(item["images"]) == 1 and item["images"][0].size == (56, 56)
+    assert len(item["images"]) == 1 and open_image(item["images"][0]).size == (56, 56)
+    assert "<image" not in item["problem"]
 
 
 def test_mathvista_parquet_with_image_bytes_renders_choices(tmp_path, image_file):
@@ -64,17 +64,17 @@ def test_mathvista_parquet_with_image_bytes_renders_choices(tmp_path, image_file
     row["decoded_image"] = {"bytes": _png_bytes(tmp_path), "path": None}
     row["metadata"] = {"category": "vqa"}
     pq.write_table(pa.Table.from_pylist([row]), tmp_path / "mv.parquet")
-    item = load_benchmark(tmp_path / "mv.parquet")[0]
+    item = load_items(tmp_path / "mv.parquet")[0][0]
     assert "(A) 2\n(B) 5\n(C) 9" in item["problem"] and item["answer"] == "C"
 
 
 def test_malformed_benchmarks_give_clear_errors(tmp_path, image_file):
-    with pytest.raises(DataError, match="unknown benchmark layout"):
-        load_benchmark(_write_jsonl(tmp_path / "x.jsonl", [{"foo": 1}]))
+    with pytest.raises(DataError, match="unknown layout"):
+        load_items(_write_jsonl(tmp_path / "x.jsonl", [{"foo": 1}]))
     with pytest.raises(DataError, match=r"row 0: field 'answer': empty"):
-        load_benchmark(_write_jsonl(tmp_path / "y.jsonl", [{"problem": "q", "answer": " ", "images": [image_file]}]))
+        load_items(_write_jsonl(tmp_path / "y.jsonl", [{"problem": "q", "answer": " ", "images": [image_file]}]))
     with pytest.raises(DataError, match=r"row 0: field 'images'.*not found"):
-        load_benchmark(_write_jsonl(tmp_path / "z.jsonl", [{"problem": "q", "answer": "1", "images": ["no.png"]}]))
+        load_items(_write_jsonl(tmp_path / "z.jsonl", [{"problem": "q", "answer": "1", "images": ["no.png"]}]))
 
 
 class ScriptedModel:

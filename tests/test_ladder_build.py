@@ -74,7 +74,7 @@ def test_malformed_sources_name_file_row_and_field(tmp_path):
     with pytest.raises(DataError, match=r"row 0: field 'images': image file not found"):
         build([str(src)], ScriptedGenerator(), tmp_path / "lad", k=2)
     src.write_text(json.dumps({"question_text": "q", "answer": "1"}) + "\n")
-    with pytest.raises(DataError, match=r"row 0: field 'problem'"):
+    with pytest.raises(DataError, match=r"src.jsonl: unknown layout with columns \['answer', 'question_text'\]"):
         build([str(src)], ScriptedGenerator(), tmp_path / "lad", k=2)
 
 

@@ -137,7 +137,8 @@ def ladder_build(
 
     generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
     build(source, generator, out, k=k, temperature=temperature, shard=shard, use_easy_filter=easy_filter,
-          prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, image_root=image_root, seed=seed)  # fmt: skip
+          prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, image_root=image_root,
+          seed=seed)  # fmt: skip
     plot_stats(out)
     typer.echo(format_stats(out))
 

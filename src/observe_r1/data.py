@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from observe_r1.layouts import PARSERS, RowError, detect_layout, parse_row
+from observe_r1.layouts import IMAGE_FIELDS, PARSERS, RowError, detect_layout, parse_row
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
 from observe_r1.rewards import check_gold
 
@@ -248,7 +248,8 @@ def load_items(
             if check_answers and (reason := check_gold(item["answer"])):
                 raise RowError("answer", reason)
             if images != "ignore":
-                item["images"] = [_resolved(resolve, ref, images == "check") for ref in item["images"]]
+                field_name = "decoded_image" if "decoded_image" in row else IMAGE_FIELDS[layout]
+                item["images"] = [_resolved(resolve, ref, images == "check", field_name) for ref in item["images"]]
         except RowError as err:
             fieldname, reason = err.args
             if not skip_bad_rows:
@@ -268,16 +269,16 @@ def load_items(
     return items, report
 
 
-def _resolved(resolve: ImageResolver, ref, check: bool):
+def _resolved(resolve: ImageResolver, ref, check: bool, field_name: str):
     try:
         found = resolve(ref)
     except FileNotFoundError as err:
-        raise RowError("image", str(err)) from None
+        raise RowError(field_name, str(err)) from None
     if check:
         try:
             check_image(found)
         except (OSError, Image.DecompressionBombError, ValueError) as err:
-            raise RowError("image", f"unreadable image ({type(err).__name__}: {err})") from None
+            raise RowError(field_name, f"unreadable image ({type(err).__name__}: {err})") from None
     return found
 
 

@@ -181,8 +181,8 @@ def readable(value) -> str:
 def _item(row_id, question, answer, images, *, choices=(), category="all", hint=None, **extra) -> dict:
     choices = list(choices)
     problem = render_problem(strip_placeholders(question, len(images)), choices, hint)
-    item = {"id": "" if row_id is None else str(row_id), "problem": problem, "answer": str(answer).strip(), "choices": choices,
-            "images": images, "category": readable(category), "precision": None, "unit": None,
+    item = {"id": "" if row_id is None else str(row_id), "problem": problem, "answer": str(answer).strip(),
+            "choices": choices, "images": images, "category": readable(category), "precision": None, "unit": None,
             "answer_type": None}  # fmt: skip
     item.update({k: v for k, v in extra.items() if v is not None})
     return item
@@ -277,32 +277,36 @@ def _reference_message(message) -> tuple[str, list]:
     return "\n".join(texts), images
 
 
-def _reference(row):
-    question, images = _reference_message(row["message"])
-    return _item(row.get("id", row.get("_key", "")), question, row["answer"], images)
-
-
 CANONICAL_EXTRAS = ("difficulty", "complexity", "source", "family", "level")
 
 
 def _canonical(row):
-    images = row.get("images", row.get("image", []))
+    """observe-r1's layout; rows in the reference code's ``message`` form are accepted in the same file."""
+    if "problem" not in row and "message" in row:
+        problem, images = _reference_message(row["message"])
+    else:
+        problem, images = row["problem"], row.get("images", row.get("image", []))
     images = list(images) if isinstance(images, list | tuple) else [images]
     images = [im for im in images if im is not None]
     choices = parse_list(row.get("choices"), "choices")
-    problem = row["problem"]
     if not isinstance(problem, str) or not problem.strip():
         raise RowError("problem", "empty or missing problem")
     item = {"id": str(row.get("id", row.get("_key", ""))), "problem": strip_placeholders(problem, len(images)),
             "answer": str(row["answer"]).strip(), "choices": choices, "images": images,
-            "category": readable(row.get("category", row.get("family"))),
-            "precision": row.get("precision"), "unit": row.get("unit"), "answer_type": row.get("answer_type")}  # fmt: skip
+            "category": readable(row.get("category", row.get("family"))), "precision": row.get("precision"),
+            "unit": row.get("unit"), "answer_type": row.get("answer_type")}  # fmt: skip
     item.update({k: row[k] for k in CANONICAL_EXTRAS if row.get(k) is not None})
     return item
 
 
 PARSERS = {"mathvista": _mathvista, "mathverse": _mathverse, "mathvision": _mathvision, "wemath": _wemath,
-           "logicvista": _logicvista, "mmmu": _mmmu, "reference": _reference, "canonical": _canonical}  # fmt: skip
+           "logicvista": _logicvista, "mmmu": _mmmu, "reference": _canonical, "canonical": _canonical}  # fmt: skip
+
+
+# The column that holds a layout's images, for error messages.
+IMAGE_FIELDS = {"mathvista": "image", "mathverse": "image", "mathvision": "image", "wemath": "image_path",
+                "logicvista": "imagename", "mmmu": "image_N", "reference": "images",
+                "canonical": "images"}  # fmt: skip
 
 
 def parse_row(row: dict, layout: str) -> dict:

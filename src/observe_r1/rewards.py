@@ -246,19 +246,22 @@ def _letters_in(prediction: str, allowed: str) -> set[str]:
     return {letter for letter in _LETTER_TOKEN.findall(prediction) if letter in allowed}
 
 
-def _choice_index(prediction: str, choices) -> int | None:
-    """The option whose text the prediction is (normalised), if exactly one."""
-    wanted = _normalize_text(prediction)
-    hits = [i for i, c in enumerate(choices) if _normalize_text(str(c)) == wanted]
-    return hits[0] if len(hits) == 1 else None
+_LEADING_LABEL = re.compile(r"\(?([A-J])\s*[).:：](?:\s|$)")
+
+
+def _option_hits(prediction: str, choices, normalize) -> list[int]:
+    """The options whose text the prediction is, under ``normalize``."""
+    wanted = normalize(prediction)
+    return [i for i, c in enumerate(choices) if normalize(str(c)) == wanted]
 
 
 def decide_answer(prediction: str, gold: str, choices=(), precision: int | None = None) -> bool | tuple[str, str]:
     """Verdict on an extracted answer, or the ``(prediction, gold)`` pair that math-verify must compare.
 
     * letter sets (``"A, C"``, LogicVista): the set of standalone option letters must be equal;
-    * a letter gold: the option's text (normalised) counts as its letter; otherwise the one standalone letter
-      named (``B``, ``(B) 5 cm``); otherwise maths against the gold option's text (``5`` for option ``5``);
+    * a letter gold: an option's exact text counts as its letter; otherwise a leading label (``(B) 5 cm``), or
+      the one standalone letter named (``I pick B``); otherwise the option text up to case and spacing; otherwise
+      maths against the gold option's text (``5`` for option ``5``); options with the same text are one option;
     * ``precision`` (MathVista floats): both rounded to that many decimals;
     * short text: normalised string match; everything else: maths (math-verify, in a time-bounded worker).
 
@@ -276,17 +279,29 @@ def decide_answer(prediction: str, gold: str, choices=(), precision: int | None 
     kind = gold_kind(gold)
     if kind == "letter" or (choices and gold in LETTERS[: len(choices)]):
         letter = gold.strip("()")
-        index = _choice_index(prediction, choices) if choices else None
-        if index is not None:
-            return LETTERS[index] == letter
+        gold_text = str(choices[LETTERS.index(letter)]) if LETTERS.index(letter) < len(choices) else None
+
+        def is_gold(index: int) -> bool:  # duplicated option texts count as the same option
+            return LETTERS[index] == letter or (
+                gold_text is not None and index < len(choices) and _normalize_text(str(choices[index])) ==
+                _normalize_text(gold_text)
+            )  # fmt: skip
+
+        hits = _option_hits(prediction, choices, str.strip)  # exactly an option's text ("(b)" among "(a)".."(e)")
+        if hits:
+            return all(is_gold(i) for i in hits)
         allowed = LETTERS[: max(len(choices), LETTERS.index(letter) + 1, 6)]
+        label = _LEADING_LABEL.match(prediction)  # "(B) sample A": the label decides, not the A in the text
+        if label and label.group(1) in allowed:
+            return is_gold(LETTERS.index(label.group(1)))
         named = _letters_in(prediction, allowed)
         if len(named) == 1:
-            return named.pop() == letter
-        if choices and LETTERS.index(letter) < len(choices):
-            option = str(choices[LETTERS.index(letter)])
-            if gold_kind(option) == "math" and not named:
-                return (prediction, option)
+            return is_gold(LETTERS.index(named.pop()))
+        hits = _option_hits(prediction, choices, _normalize_text)  # the text up to case, spaces, a final stop
+        if hits:
+            return all(is_gold(i) for i in hits)
+        if gold_text is not None and gold_kind(gold_text) == "math" and not named:
+            return (prediction, gold_text)
         return False
     if precision is not None and _FLOAT.fullmatch(prediction) and _FLOAT.fullmatch(gold):
         return round(float(prediction), int(precision)) == round(float(gold), int(precision))
