@@ -132,12 +132,15 @@ def main() -> None:
             by_family[family]["ours_right"] += bool(score)
             by_family[family]["theirs_right"] += theirs
             if not agree and len(examples) < 20:
-                examples.append({"id": item["id"], "family": family, "answer": answer, "gold": raw[item["id"]]["answer"],
-                                 "choices": raw[item["id"]].get("choices"), "ours": bool(score), "mathvista": theirs})  # fmt: skip
+                source = raw[item["id"]]
+                examples.append({"id": item["id"], "family": family, "answer": answer, "gold": source["answer"],
+                                 "choices": source.get("choices"), "ours": bool(score),
+                                 "mathvista": theirs})  # fmt: skip
         n = sum(c["n"] for c in by_family.values())
         agree = sum(c["agree"] for c in by_family.values())
         results[name] = {"n": n, "agreement": agree / n if n else None,
-                         "by_family": {f: dict(c) for f, c in sorted(by_family.items())}, "disagreements": examples}  # fmt: skip
+                         "by_family": {f: dict(c) for f, c in sorted(by_family.items())},
+                         "disagreements": examples}  # fmt: skip
         print(f"{name}: {n} answers, agreement {agree / n:.4f}")
         for family, c in sorted(by_family.items()):
             print(f"  {family:34s} n={c['n']:4d}  agree={c['agree'] / c['n']:.3f}  ours right={c['ours_right']:4d}"

@@ -45,6 +45,7 @@ SIGNATURES = [  # first match wins
     ("canonical", {"problem", "answer"}),
 ]
 
+IMAGE_ONLY_QUESTION = "Answer the question shown in the image."
 _PLACEHOLDER = re.compile(r"<\s*image\s*(\d+)\s*>", re.IGNORECASE)
 _OPTION_START = re.compile(r"^\s*([A-J])\s*[.．:：、)]\s*", re.DOTALL)
 _OPTION_SPLIT = re.compile(r"\s*;\s*(?=[A-J]\s*[.．:：、)])")
@@ -180,7 +181,10 @@ def readable(value) -> str:
 
 def _item(row_id, question, answer, images, *, choices=(), category="all", hint=None, **extra) -> dict:
     choices = list(choices)
-    problem = render_problem(strip_placeholders(question, len(images)), choices, hint)
+    question = strip_placeholders(str(question or ""), len(images))
+    if not question and images:  # the whole question is in the image (MATH-V has such rows)
+        question = IMAGE_ONLY_QUESTION
+    problem = render_problem(question, choices, hint)
     item = {"id": "" if row_id is None else str(row_id), "problem": problem, "answer": str(answer).strip(),
             "choices": choices, "images": images, "category": readable(category), "precision": None, "unit": None,
             "answer_type": None}  # fmt: skip
