@@ -20,7 +20,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --doctest-modules src/observe_r1
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

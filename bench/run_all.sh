@@ -9,3 +9,7 @@ $PY bench/ladder_throughput.py
 $PY bench/trainer_overhead.py
 $PY bench/demo_seeds.py --seeds 0 1 2
 $PY bench/ablation.py --seeds 0 1 2 --steps 80
+# Real benchmark files (clone the authors' repositories; skipped when the paths are not set):
+#   MATHV=/path/to/MATH-V MATHVISTA=/path/to/MathVista bash bench/run_all.sh
+if [ -n "${MATHV:-}" ]; then $PY bench/memory.py --benchmark "$MATHV/data/test.jsonl"; fi
+if [ -n "${MATHVISTA:-}" ]; then $PY bench/mathvista_agreement.py --benchmark "$MATHVISTA/data/testmini.json"; fi

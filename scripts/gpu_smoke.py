@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from observe_r1.config import ObserveR1Config
-from observe_r1.data import load_grpo_dataset, load_records
+from observe_r1.data import load_grpo_dataset, load_items, with_images
 from observe_r1.generation import HFGenerator
 from observe_r1.models import build_tiny_model, load_policy
 from observe_r1.synth import generate_items, write_dataset
@@ -38,10 +38,10 @@ def main() -> None:
     trainer.train()
     train_s = time.perf_counter() - start
     moved = sum(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters())
-    records, _ = load_records(data)
+    records = [with_images(item) for item in load_items(data)[0][:64]]
     generator = HFGenerator(model, processor, batch_size=256, max_new_tokens=48)
     start = time.perf_counter()
-    responses = generator.generate(records[:64], n=8, temperature=1.0)
+    responses = generator.generate(records, n=8, temperature=1.0)
     rate_s = time.perf_counter() - start
     result = {"device": torch.cuda.get_device_name(0), "train_steps": 5, "train_seconds": train_s,
               "params_moved": moved, "params_total": len(before), "rating_rollouts": 64 * 8,

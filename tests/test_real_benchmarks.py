@@ -196,3 +196,20 @@ def test_question_only_in_the_image_gets_a_prompt():
     row = {"id": "528", "question": "<image1>", "options": [], "answer": "15", "solution": None, "level": 3,
            "subject": "arithmetic", "image": "images/528.jpg"}  # MATH-V test row 528, as published
     assert parse_row(row, "mathvision")["problem"] == IMAGE_ONLY_QUESTION
+
+
+def test_ladder_ingest_reads_object_keyed_json_with_letter_sets(tmp_path):
+    items, _ = ingest([benchmark_file(FILES["logicvista"])], tmp_path)
+    by_id = {it["id"]: it for it in items}
+    assert by_id["dataset/v1_1"]["answer"] == "A, C" and by_id["dataset/v1_1"]["category"] == "inductive"
+    assert (tmp_path / by_id["dataset/v1_1"]["images"][0]).suffix == ".png"
+
+
+def test_tiny_model_eval_on_published_files(tiny_model_dir, tmp_path):
+    for name in ("mathvision", "wemath"):
+        result = CliRunner().invoke(app, ["eval", "--model", str(tiny_model_dir), "--benchmark",
+                                          str(benchmark_file(FILES[name])), "--out", str(tmp_path / name),
+                                          "--limit", "4", "--max-new-tokens", "4", "--batch-size", "2"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == 4 and all(isinstance(r["correct"], bool) for r in rows)
