@@ -49,7 +49,7 @@ def main() -> None:
     results = {"benchmark": Path(benchmark).name, "rows": rows, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "tiny"
-        subprocess.run([str(BIN / "observe-r1"), "tiny-model", str(model)], check=True, capture_output=True)
+        subprocess.run([str(BIN / "observe-r1"), "tiny-model", "--out", str(model)], check=True, capture_output=True)
         runs = {
             "baseline (python + torch + transformers imports)": [py, "-c", "import torch, transformers, observe_r1"],
             "load": [py, "-c", f"from observe_r1.data import load_items; print(len(load_items({benchmark!r})[0]))"],

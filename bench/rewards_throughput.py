@@ -13,8 +13,9 @@ import random
 import time
 from pathlib import Path
 
-from observe_r1 import rewards
-from observe_r1.rewards import _math_equal_unbounded, score_completions
+from observe_r1 import mathpool, rewards
+from observe_r1.mathpool import _math_equal_unbounded
+from observe_r1.rewards import score_completions
 
 
 def random_pair(rng: random.Random) -> tuple[str, str, bool]:
@@ -64,7 +65,7 @@ def main() -> None:
     sequential, t_seq = timed(lambda: [rewards.accuracy_reward(t, g) for t, g in zip(texts, golds, strict=True)])
     results = {"n": args.n, "sequential_per_item_call_s": t_seq}
     for workers in (1, 2):
-        rewards._MATH_POOL._reset()  # fresh workers, cold caches
+        mathpool._MATH_POOL._reset()  # fresh workers, cold caches
         scores, t = timed(lambda w=workers: score_completions(texts, golds, workers=w))
         assert scores == sequential, "batch and per-item scoring disagree"
         results[f"batch_{workers}_workers_s"] = t
@@ -77,10 +78,10 @@ def main() -> None:
 
     evil_texts = texts[:200] + ["<observe>x</observe><think>y</think><answer>10^{10^{10^{10}}}</answer>"] * 2
     evil_golds = golds[:200] + ["10^{10}"] * 2
-    before = rewards.REWARD_STATS["timeout"]
+    before = mathpool.REWARD_STATS["timeout"]
     _, t_evil = timed(lambda: score_completions(evil_texts, evil_golds, workers=2, timeout=3.0))
     results["batch_with_2_pathological_items_s"] = t_evil
-    results["timeouts_counted"] = rewards.REWARD_STATS["timeout"] - before
+    results["timeouts_counted"] = mathpool.REWARD_STATS["timeout"] - before
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

@@ -22,7 +22,7 @@ from observe_r1.data import load_grpo_dataset
 from observe_r1.models import build_tiny_model, load_policy
 from observe_r1.rewards import AccuracyReward, FormatReward
 from observe_r1.synth import generate_items, write_dataset
-from observe_r1.trainer import ObserveR1Trainer
+from observe_r1.train import build_trainer
 
 
 class StepTimer(TrainerCallback):
@@ -47,8 +47,8 @@ def run(kind: str, model_dir: Path, dataset, out: str, steps: int) -> list[float
     if kind == "observe_r1":
         common.pop("shuffle_dataset")
         args = ObserveR1Config(**common, curriculum="ordered", bonus_min_length=16, reward_workers=1)
-        trainer = ObserveR1Trainer(model=model, args=args, reward_funcs=rewards, train_dataset=dataset,
-                                   processing_class=processor, callbacks=[timer])  # fmt: skip
+        trainer = build_trainer(model, processor, dataset, args, reward_funcs=rewards, callbacks=[timer],
+                                concise_progress=False)  # fmt: skip
     else:
         args = GRPOConfig(**common, reward_weights=[1.0, 0.5])
         trainer = GRPOTrainer(model=model, args=args, reward_funcs=rewards, train_dataset=dataset,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Observe-R1 on Qwen2.5-VL-3B, one node with 8 GPUs (METHOD.md §6). Run from the repository root.
+# Observe-R1 on Qwen2.5-VL-3B, one node with 8 GPUs (docs/method.md §6). Run from the repository root.
 #   NUM_GPUS=8 bash scripts/train_3b.sh                 # single node
 #   NUM_MACHINES=2 MACHINE_RANK=0 MAIN_IP=10.0.0.1 NUM_GPUS=16 bash scripts/train_3b.sh   # on each node
 set -euo pipefail

@@ -40,8 +40,8 @@ def _slow_reference(rewards, correct, lengths, use_bonus, use_dyna, coef=0.2, fl
         mean = sum(r) / len(r)
         std = (sum((x - mean) ** 2 for x in r) / (len(r) - 1)) ** 0.5
         adv = [0.0] * len(r) if len(set(r)) == 1 else [(x - mean) / (std + eps) for x in r]
-        d = sum(c) / len(c)
-        w = 4 * sigma * d * (1 - d) if use_dyna else 1.0
+        p = sum(c) / len(c)  # pass rate
+        w = 4 * sigma * p * (1 - p) if use_dyna else 1.0
         out.append([a * w for a in adv])
     return torch.tensor(out)
 
@@ -57,13 +57,19 @@ def test_group_advantages_matches_loop_reference(seed, use_bonus, use_dyna):
     lengths = torch.randint(60, 200, (n, G), generator=g)
     got = group_advantages(rewards, correct, lengths, use_bonus=use_bonus, use_dyna_weight=use_dyna)
     want = _slow_reference(rewards, correct, lengths, use_bonus, use_dyna)
-    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got.advantages, want, atol=1e-5)
+    # what is returned for logging is what was used
+    assert torch.equal(got.pass_rate, correct.float().mean(dim=1))
+    expected_bonus = shortest_correct_bonus(correct, lengths) if use_bonus else torch.zeros(n, G)
+    assert torch.equal(got.bonus, expected_bonus)
+    expected_weight = dynamic_weight(got.pass_rate) if use_dyna else torch.ones(n)
+    assert torch.equal(got.weight, expected_weight)
 
 
 def test_all_equal_groups_get_exact_zero():
     rewards = torch.full((3, 8), 0.1)  # 0.1 * 8 / 8 is not exactly 0.1 in floating point
     correct = torch.zeros(3, 8, dtype=torch.bool)
-    adv = group_advantages(rewards, correct, torch.full((3, 8), 150), use_dyna_weight=False)
+    adv = group_advantages(rewards, correct, torch.full((3, 8), 150), use_dyna_weight=False).advantages
     assert torch.equal(adv, torch.zeros(3, 8))
 
 
@@ -73,7 +79,8 @@ def test_correctness_is_not_read_from_shaped_reward():
     lengths = torch.tensor([[150, 160, 170, 180]])
     a = group_advantages(rewards, torch.tensor([[True, True, False, False]]), lengths)
     b = group_advantages(rewards, torch.tensor([[True, False, False, False]]), lengths)
-    assert not torch.allclose(a, b)
+    assert not torch.allclose(a.advantages, b.advantages)
+    assert a.pass_rate.item() == 0.5 and b.pass_rate.item() == 0.25
 
 
 group_shapes = st.tuples(st.integers(1, 6), st.integers(2, 9))
@@ -99,8 +106,8 @@ def test_advantages_zero_mean_and_finite(shape, seed):
     correct = torch.rand(shape, generator=g) < 0.5
     rewards = correct.float() + 0.5 * (torch.rand(shape, generator=g) < 0.7).float()
     lengths = torch.randint(0, 300, shape, generator=g)
-    adv = group_advantages(rewards, correct, lengths, use_dyna_weight=False)
+    adv = group_advantages(rewards, correct, lengths, use_dyna_weight=False).advantages
     assert torch.isfinite(adv).all()
     assert torch.allclose(adv.mean(dim=1), torch.zeros(shape[0]), atol=1e-5)
-    weighted = group_advantages(rewards, correct, lengths)
+    weighted = group_advantages(rewards, correct, lengths).advantages
     assert torch.isfinite(weighted).all()

@@ -12,7 +12,7 @@ def test_defaults_reproduce_the_paper(tmp_path):
     cfg = _cfg(tmp_path)
     assert (cfg.use_bonus, cfg.bonus_coef, cfg.bonus_min_length) == (True, 0.2, 100)
     assert (cfg.use_dyna_weight, cfg.dyna_sigma) == (True, 1.8)
-    assert cfg.reward_weights == [1.0, 0.5]
+    assert (cfg.accuracy_weight, cfg.format_weight) == (1.0, 0.5) and cfg.reward_weights is None
     assert (cfg.learning_rate, cfg.beta, cfg.num_generations, cfg.epsilon) == (1e-6, 0.01, 8, 0.2)
     assert cfg.curriculum == "ordered" and cfg.shuffle_dataset is False
     assert cfg.loss_type == "dapo"
@@ -44,9 +44,28 @@ def test_yaml_recipe_with_cli_overrides(tmp_path):
     assert script.dataset_path == "x.jsonl" and script.model_name_or_path == "runs/tiny-model"
 
 
-@pytest.mark.parametrize("recipe", ["observe_r1_qwen2_5_vl_3b", "observe_r1_qwen2_5_vl_7b", "grpo_baseline",
-                                    "random_order", "tiny_cpu"])  # fmt: skip
-def test_every_recipe_parses(recipe, tmp_path):
-    _, cfg = parse_train_args(["--config", f"recipes/{recipe}.yaml", "--output_dir", str(tmp_path), "--use_cpu",
-                               "true", "--bf16", "false", "--use_vllm", "false"])  # fmt: skip
-    assert cfg.reward_weights == [cfg.accuracy_weight, cfg.format_weight]
+RECIPES = {  # what each recipe must set (after its `extends:` chain), beyond parsing
+    "observe_r1_qwen2_5_vl_3b": {"learning_rate": 1e-6, "beta": 0.01, "per_device_train_batch_size": 64,
+                                 "steps_per_generation": 2, "curriculum": "ordered", "use_bonus": True},
+    "observe_r1_qwen2_5_vl_7b": {"learning_rate": 1e-6, "per_device_train_batch_size": 32,
+                                 "gradient_accumulation_steps": 2, "steps_per_generation": 4,
+                                 "output_dir": "runs/observe-r1-7b"},
+    "grpo_baseline": {"curriculum": "shuffled", "use_bonus": False, "use_dyna_weight": False, "beta": 0.01,
+                      "shuffle_dataset": True},
+    "random_order": {"curriculum": "shuffled", "use_bonus": True, "use_dyna_weight": True},
+    "tiny_cpu": {"num_generations": 4, "use_cpu": True},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_parses_with_its_values(recipe):
+    _, cfg = parse_train_args(["--config", f"recipes/{recipe}.yaml", "--use_cpu", "true", "--bf16", "false",
+                               "--use_vllm", "false"])  # fmt: skip
+    for field, value in RECIPES[recipe].items():
+        assert getattr(cfg, field) == value, field
+
+
+def test_kebab_case_and_out_flags_reach_the_parser(tmp_path):
+    script, cfg = parse_train_args(["--config", "recipes/tiny_cpu.yaml", "--out", str(tmp_path),
+                                    "--skip-bad-rows", "true", "--max-steps", "2"])  # fmt: skip
+    assert cfg.output_dir == str(tmp_path) and script.skip_bad_rows is True and cfg.max_steps == 2

@@ -81,7 +81,7 @@ class ScriptedModel:
     def __init__(self, responses):
         self.responses = responses
 
-    def generate(self, records, *, n=1, temperature=0.0, system_prompt=None, progress=None):
+    def generate(self, records, *, n=1, temperature=0.0, system_prompt=None):
         return [[self.responses[r["problem"]]] * n for r in records]
 
 

@@ -25,7 +25,7 @@ class ScriptedGenerator:
     def __init__(self):
         self.calls = 0
 
-    def generate(self, records, *, n=1, temperature=0.0, system_prompt=None, progress=None):
+    def generate(self, records, *, n=1, temperature=0.0, system_prompt=None):
         self.calls += 1
         out = []
         for r in records:

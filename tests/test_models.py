@@ -89,7 +89,7 @@ def test_loader_refuses_bare_tokenizer(tiny_model_dir, tmp_path, monkeypatch):
 
 
 def test_cli_tiny_model(tmp_path):
-    result = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "m"), "--size", "tiny", "--seed", "1"])
+    result = CliRunner().invoke(app, ["tiny-model", "--out", str(tmp_path / "m"), "--size", "tiny", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert "parameters" in result.output
     assert (tmp_path / "m" / "config.json").is_file()

@@ -5,12 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from observe_r1.data import check_gold
+from observe_r1.mathpool import REWARD_STATS
 from observe_r1.rewards import (
-    REWARD_STATS,
     AccuracyReward,
     FormatReward,
     accuracy_reward,
-    check_gold,
     extract_answer,
     format_reward,
     score_completions,

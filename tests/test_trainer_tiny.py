@@ -1,11 +1,12 @@
 """ObserveR1Trainer on the tiny model, on CPU: parameters move, or don't, as the advantages say."""
 
-import json
-
+import pytest
 import torch
 
+from observe_r1.jsonl import read_jsonl
 from observe_r1.models import VISION_TOKENS, load_policy
 from observe_r1.rewards import FormatReward
+from observe_r1.train import build_trainer
 from observe_r1.trainer import ObserveR1Trainer
 from tests.helpers import ConstantAccuracy, ParityAccuracy, synth_dataset, tiny_config
 
@@ -41,9 +42,14 @@ def test_training_moves_parameters(tiny_model_dir, tmp_path):
     assert all(o["advantages"].abs().sum() > 0 for o in seen)
     vision_ids = set(processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS))
     assert all(not (set(o["completion_ids"].flatten().tolist()) & vision_ids) for o in seen)
-    assert "observe_r1/dyna_weight_mean" in trainer._metrics["train"] or trainer.state.log_history
+    # what is logged is what group_advantages used: |advantage| of the logged step equals the applied one's
     logged = trainer.state.log_history[0]
-    assert 0.0 <= logged["observe_r1/accuracy"] <= 1.0 and "observe_r1/bonus_rate" in logged
+    applied = seen[0]["advantages"].abs().mean().item()
+    assert logged["observe_r1/advantage_abs_mean"] == pytest.approx(applied, rel=1e-5)
+    assert 0.0 < logged["observe_r1/dyna_weight_mean"] <= 1.8  # parity rewards: mixed groups, weight > 0
+    assert logged["observe_r1/accuracy"] == pytest.approx(
+        sum(logged[f"observe_r1/pass_rate_hist/{k}of4"] * k / 4 for k in range(5)), abs=1e-6
+    )
 
 
 def test_equal_rewards_move_nothing(tiny_model_dir, tmp_path):
@@ -55,16 +61,23 @@ def test_equal_rewards_move_nothing(tiny_model_dir, tmp_path):
 def test_ordered_curriculum_consumes_file_order(tiny_model_dir, tmp_path):
     model, processor = load_policy(tiny_model_dir)
     _, dataset = synth_dataset(tmp_path, n=16)
-    trainer = ObserveR1Trainer(
-        model=model,
-        args=tiny_config(tmp_path / "out", max_steps=4),
-        reward_funcs=[ParityAccuracy(), FormatReward()],
-        train_dataset=dataset,
-        processing_class=processor,
-    )
-    trainer.consumed_log = tmp_path / "consumed.jsonl"
+    config = tiny_config(tmp_path / "out", max_steps=4)
+    trainer = build_trainer(model, processor, dataset, config, reward_funcs=[ParityAccuracy(), FormatReward()])
     trainer.train()
-    rows = [json.loads(line) for line in trainer.consumed_log.read_text().splitlines()]
+    assert config.generation_kwargs is None  # the caller's config is not edited
+    rows = read_jsonl(tmp_path / "out" / "consumed.jsonl")
+    metrics = read_jsonl(tmp_path / "out" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    assert "accuracy" in metrics[0] and "observe_r1/accuracy" not in metrics[0]  # each metric once
     ids = [i for row in rows for i in row["ids"]]
     assert ids == dataset["id"][:8]  # 4 steps x 2 prompts, in file order
     assert [row["step"] for row in rows] == [0, 1, 2, 3]
+
+
+def test_reward_weights_follow_names_not_positions(tiny_model_dir, tmp_path):
+    model, processor = load_policy(tiny_model_dir)
+    _, dataset = synth_dataset(tmp_path)
+    config = tiny_config(tmp_path / "out", accuracy_weight=1.0, format_weight=0.5)
+    trainer = build_trainer(model, processor, dataset, config, reward_funcs=[FormatReward(), ParityAccuracy()])
+    assert trainer.reward_func_names == ["format", "accuracy"]
+    assert trainer.reward_weights.tolist() == [0.5, 1.0]

@@ -1,18 +1,33 @@
-"""Group-level maths of Observe-R1 (METHOD.md §4-§5) as pure tensor functions over ``(num_groups, G)``.
+"""Group-level maths of Observe-R1 (docs/method.md §4-§5) as pure tensor functions over ``(num_groups, G)``.
 
 Nothing here knows about TRL, processes or devices: tensors stay where they arrive. The trainer gathers whole
-groups, calls :func:`group_advantages`, and keeps its own slice.
+groups, calls :func:`group_advantages`, keeps its own slice and logs the bonus, weight and pass rate it returns.
+
+Naming: the *pass rate* ``p`` of a group is the fraction of its responses that are correct. The ladder's
+*difficulty* is the opposite quantity, ``1 − p`` over the rating samples. The dynamic weight is symmetric,
+``f(p) = f(1 − p)``, so the paper's formula reads the same with either.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+
+
+class GroupAdvantages(NamedTuple):
+    """What :func:`group_advantages` computed, so that what is logged is what was used."""
+
+    advantages: torch.Tensor  # (n, G) float
+    bonus: torch.Tensor  # (n, G) float, the shortest-correct bonus added to the rewards (zeros when off)
+    weight: torch.Tensor  # (n,) float, the dynamic weight of each group (ones when off)
+    pass_rate: torch.Tensor  # (n,) float, fraction of correct responses per group
 
 
 def shortest_correct_bonus(
     correct: torch.Tensor, lengths: torch.Tensor, coef: float = 0.2, min_length: float = 100
 ) -> torch.Tensor:
-    """Bonus for the most concise correct response of each group (METHOD.md §4).
+    """Bonus for the most concise correct response of each group (docs/method.md §4).
 
     Among the correct responses of a group, the shortest (first index on ties) gets ``coef``, but only if its
     length is strictly greater than ``min_length``; otherwise nobody in the group gets it. A group with no
@@ -38,9 +53,9 @@ def shortest_correct_bonus(
 
 
 def dynamic_weight(pass_rate: torch.Tensor, sigma: float = 1.8) -> torch.Tensor:
-    """Uncertainty weight ``f(d) = 4·σ·d·(1 − d)`` of a group with pass rate ``d`` (METHOD.md §5).
+    """Uncertainty weight ``f(p) = 4·σ·p·(1 − p)`` of a group with pass rate ``p`` (docs/method.md §5).
 
-    Peaks at ``σ`` for d = ½, zero for all-correct and all-wrong groups. For G = 8 and σ = 1.8:
+    Peaks at ``σ`` for p = ½, zero for all-correct and all-wrong groups. For G = 8 and σ = 1.8:
     0, .7875, 1.35, 1.6875, 1.8, 1.6875, 1.35, .7875, 0.
 
     >>> dynamic_weight(torch.tensor([0.0, 0.25, 0.5]))
@@ -60,28 +75,34 @@ def group_advantages(
     use_dyna_weight: bool = True,
     sigma: float = 1.8,
     eps: float = 1e-4,
-) -> torch.Tensor:
+) -> GroupAdvantages:
     """Observe-R1 advantages of ``(n, G)`` grouped rollouts.
 
     ``r' = r + bonus`` (if ``use_bonus``), ``Â = (r' − mean_g r') / (std_g r' + eps)`` with the unbiased std,
-    then ``Â · f(mean_g correct)`` (if ``use_dyna_weight``). Groups whose shaped rewards are all equal get
-    exactly 0. Correctness comes from ``correct`` (the accuracy reward), never from the shaped total.
+    then ``Â · f(p)``, ``p = mean_g correct`` (if ``use_dyna_weight``). Groups whose shaped rewards are all equal
+    get exactly 0. Correctness comes from ``correct`` (the accuracy reward), never from the shaped total.
 
     Args:
         rewards: ``(n, G)`` float, weighted rule rewards (1.0·acc + 0.5·fmt in the paper).
         correct: ``(n, G)`` bool.
         lengths: ``(n, G)`` generated tokens per response.
     Returns:
-        ``(n, G)`` float advantages.
+        :class:`GroupAdvantages`: the ``(n, G)`` advantages with the bonus, weight and pass rate used.
+
+    >>> out = group_advantages(torch.tensor([[1.5, 0.5]]), torch.tensor([[True, False]]), torch.tensor([[9, 9]]))
+    >>> out.advantages, out.weight, out.pass_rate
+    (tensor([[ 1.2726, -1.2726]]), tensor([1.8000]), tensor([0.5000]))
     """
     assert rewards.shape == correct.shape == lengths.shape, "rewards, correct and lengths must all be (n, G)"
     assert rewards.shape[1] > 1, "GRPO needs at least 2 responses per group"
-    shaped = rewards.float()
+    pass_rate = correct.float().mean(dim=1)
     if use_bonus:
-        shaped = shaped + shortest_correct_bonus(correct, lengths, bonus_coef, bonus_min_length)
+        bonus = shortest_correct_bonus(correct, lengths, bonus_coef, bonus_min_length)
+    else:
+        bonus = torch.zeros(rewards.shape, dtype=torch.float, device=rewards.device)
+    shaped = rewards.float() + bonus
     advantages = (shaped - shaped.mean(dim=1, keepdim=True)) / (shaped.std(dim=1, keepdim=True) + eps)
     constant = (shaped == shaped[:, :1]).all(dim=1, keepdim=True)
     advantages = torch.where(constant, torch.zeros_like(advantages), advantages)
-    if use_dyna_weight:
-        advantages = advantages * dynamic_weight(correct.float().mean(dim=1, keepdim=True), sigma)
-    return advantages
+    weight = dynamic_weight(pass_rate, sigma) if use_dyna_weight else torch.ones_like(pass_rate)
+    return GroupAdvantages(advantages * weight[:, None], bonus, weight, pass_rate)

@@ -6,23 +6,30 @@ from pathlib import Path
 
 import typer
 
+from observe_r1.generation import BATCH_SIZE, MAX_NEW_TOKENS
+
+# Plain help text at up to 120 columns: rich boxes wrapped every option into unreadable columns on 80-wide terminals.
+HELP_SETTINGS = {"max_content_width": 120, "help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
     help="Observe-R1: progressive RL for multimodal reasoning, on TRL.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
 )
 
 
 @app.command("tiny-model")
 def tiny_model(
-    out_dir: Path = typer.Argument(..., help="Directory to write the model, processor and generation config to."),
+    out: Path = typer.Option(..., help="Directory to write the model, processor and generation config to."),
     size: str = typer.Option("tiny", help="tiny (~0.2M params), small (~0.6M) or base (~1.8M)."),
     seed: int = typer.Option(0, help="Weights are identical for the same seed."),
 ) -> None:
     """Build a randomly initialised Qwen2.5-VL locally (no download); loads with the HF auto classes."""
     from observe_r1.models import build_tiny_model, load_policy, num_parameters
 
-    path = build_tiny_model(out_dir, size=size, seed=seed)
+    path = build_tiny_model(out, size=size, seed=seed)
     model, _ = load_policy(path)
     typer.echo(f"wrote {size} Qwen2.5-VL ({num_parameters(model):,} parameters) to {path}")
 
@@ -42,9 +49,11 @@ def synth(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(ctx: typer.Context) -> None:
-    """Observe-R1 RL with TRL. Takes TRL-style arguments: --config recipe.yaml, --field value overrides.
+    """Observe-R1 RL with TRL: --config RECIPE.yaml, then any ObserveR1Config / GRPOConfig / TrainingArguments
+    field as an override. TRL's own flags pass through unchanged; they are spelled with underscores
+    (--max_steps) and observe-r1's dashes work too (--max-steps, --skip-bad-rows, --out for --output_dir).
 
-    Example: observe-r1 train --config recipes/tiny_cpu.yaml --max_steps 20 --output_dir runs/r1
+    Example: observe-r1 train --config recipes/tiny_cpu.yaml --max-steps 20 --out runs/r1
     """
     from observe_r1.train import parse_train_args, run_training
 
@@ -67,8 +76,8 @@ def eval_cmd(
     image_root: Path = typer.Option(None, help="Folder to look for relative image paths in first."),
     limit: int = typer.Option(None, help="Evaluate only the first N items."),
     backend: str = typer.Option("hf", help="hf or vllm."),
-    batch_size: int = typer.Option(64, help="Items per generation batch (images are decoded per batch)."),
-    max_new_tokens: int = typer.Option(1024, help="Longest response."),
+    batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
 ) -> None:
     """Evaluate a model, or score saved responses: accuracy, format compliance and response lengths (resumable)."""
     from observe_r1.eval import evaluate, score_responses
@@ -102,7 +111,7 @@ def compare(
 def demo(
     out: Path = typer.Option(Path("demo"), help="Output directory (replaced): report.md, summary.json, plots/."),
     quick: bool = typer.Option(False, help="Smaller scale, under 3 minutes."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the model, data, warm start and RL."),
 ) -> None:
     """The whole recipe on a laptop CPU: tiny model, warm start, NeuraLadder, Observe-R1 RL, eval, report."""
     from observe_r1.demo import run_demo
@@ -125,11 +134,11 @@ def ladder_build(
     easy_filter: bool = typer.Option(True, help="Drop items answered correctly without reasoning."),
     prune_percentile: float = typer.Option(25.0, help="Drop d=0 items below this complexity percentile."),
     backend: str = typer.Option("hf", help="hf (batched transformers) or vllm."),
-    batch_size: int = typer.Option(64, help="Sequences per generate call (hf backend)."),
-    max_new_tokens: int = typer.Option(1024, help="Longest rating response."),
+    batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
+    max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
     skip_bad_rows: bool = typer.Option(False, help="Skip and count unusable rows instead of stopping."),
     image_root: Path = typer.Option(None, help="Folder to look for relative image paths in first."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the rating samples (per chunk, so a resumed build is identical)."),
 ) -> None:
     """Ingest, filter, rate (k samples), prune and sort: writes ladder.jsonl, stats.json, review.jsonl."""
     from observe_r1.generation import make_generator
@@ -149,7 +158,7 @@ def ladder_mix(
     out: Path = typer.Option(..., help="Training JSONL to write (consumed in order by observe-r1 train)."),
     size: int = typer.Option(None, help="Number of items (default: all)."),
     max_difficulty: float = typer.Option(1.0, help="Leave out levels above this difficulty."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the adjacent-level mixing."),
 ) -> None:
     """Sort easy -> hard and lay out the sequence with adjacent-level mixing."""
     from observe_r1.ladder.build import write_mix
@@ -159,13 +168,16 @@ def ladder_mix(
 
 @ladder_app.command("review")
 def ladder_review(
-    ladder_dir: Path = typer.Argument(...),
+    ladder_dir: Path = typer.Argument(..., help="A built ladder directory."),
     export: Path = typer.Option(None, help="Write the d=1 items (no sample solved them) for human review."),
     apply: Path = typer.Option(None, help="Apply a reviewed file: rows {id, answer} or {id, drop: true}."),
 ) -> None:
-    """Export items whose gold answer may be wrong, or apply corrections back."""
+    """Export items whose gold answer may be wrong (--export), or apply corrections back (--apply)."""
     from observe_r1.jsonl import read_jsonl, write_jsonl
     from observe_r1.ladder.order import apply_review, review_candidates
+
+    if not export and not apply:
+        raise typer.BadParameter("give --export FILE (write the d=1 items) or --apply FILE (apply a review)")
 
     items = read_jsonl(ladder_dir / "ladder.jsonl")
     if export:
@@ -179,7 +191,10 @@ def ladder_review(
 
 
 @ladder_app.command("merge")
-def ladder_merge(shards: list[Path] = typer.Argument(...), out: Path = typer.Option(...)) -> None:
+def ladder_merge(
+    shards: list[Path] = typer.Argument(..., help="Shard directories built with --shard i/n."),
+    out: Path = typer.Option(..., help="Merged ladder directory."),
+) -> None:
     """Join shard directories built with --shard i/n."""
     from observe_r1.ladder.build import merge
 
@@ -187,7 +202,7 @@ def ladder_merge(shards: list[Path] = typer.Argument(...), out: Path = typer.Opt
 
 
 @ladder_app.command("stats")
-def ladder_stats(ladder_dir: Path = typer.Argument(...)) -> None:
+def ladder_stats(ladder_dir: Path = typer.Argument(..., help="A built ladder directory.")) -> None:
     """Print stage counts and the level table; write stats.png."""
     from observe_r1.ladder.build import format_stats, plot_stats
 

@@ -1,7 +1,7 @@
 """Configuration: ``ObserveR1Config`` (a TRL ``GRPOConfig``) and the script arguments of ``observe-r1 train``.
 
 Both are read by TRL's parser, so a YAML recipe (``--config recipes/x.yaml``) and ``--field value`` overrides work
-the same way as for ``trl grpo``. Defaults reproduce the paper (METHOD.md §3-§6); the ablations are one flag away:
+the same way as for ``trl grpo``. Defaults reproduce the paper (docs/method.md §3-§6); the ablations are one flag away:
 
     --use_bonus false --use_dyna_weight false --curriculum shuffled     # plain GRPO baseline
     --curriculum shuffled                                               # random-order ablation
@@ -33,9 +33,9 @@ class ObserveR1Config(GRPOConfig):
     )
     use_dyna_weight: bool = field(
         default=True,
-        metadata={"help": "Multiply each group's advantages by 4·σ·d·(1−d), d = the group's pass rate (§5)."},
+        metadata={"help": "Multiply each group's advantages by 4·σ·p·(1−p), p = the group's pass rate (§5)."},
     )
-    dyna_sigma: float = field(default=1.8, metadata={"help": "σ of the dynamic weight; its peak value at d = ½."})
+    dyna_sigma: float = field(default=1.8, metadata={"help": "σ of the dynamic weight; its peak value at p = ½."})
     accuracy_weight: float = field(default=1.0, metadata={"help": "Weight of the accuracy reward (§3)."})
     format_weight: float = field(default=0.5, metadata={"help": "Weight of the observe/think/answer format reward."})
     curriculum: str = field(
@@ -77,8 +77,10 @@ class ObserveR1Config(GRPOConfig):
         if self.bonus_coef < 0 or self.bonus_min_length < 0:
             raise ValueError("bonus_coef and bonus_min_length must be >= 0 (use --use_bonus false to turn it off)")
         if self.reward_weights is not None:
-            raise ValueError("set accuracy_weight / format_weight instead of reward_weights")
-        self.reward_weights = [self.accuracy_weight, self.format_weight]
+            raise ValueError(
+                "set accuracy_weight / format_weight instead of reward_weights (weights follow the reward "
+                "functions' names, not their positions)"
+            )
         if self.scale_rewards != "group" or self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 "Observe-R1 normalises the summed reward per group (§5): keep scale_rewards='group' and "

@@ -27,8 +27,9 @@ from pathlib import Path
 from PIL import Image
 
 from observe_r1.layouts import IMAGE_FIELDS, PARSERS, RowError, detect_layout, parse_row
+from observe_r1.mathpool import INTEGER, MAX_ANSWER_CHARS, math_equal
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
-from observe_r1.rewards import check_gold
+from observe_r1.rewards import gold_kind
 
 # Decompression-bomb guard: refuse images above this many pixels before decoding them.
 Image.MAX_IMAGE_PIXELS = 64_000_000
@@ -212,6 +213,19 @@ def with_images(item: dict) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------- items
+def check_gold(answer: object) -> str | None:
+    """Why a gold answer can't be used for training (None if it can): empty, too long, or unparseable maths."""
+    if answer is None or not str(answer).strip():
+        return "empty answer"
+    answer = str(answer).strip()
+    if len(answer) > MAX_ANSWER_CHARS:
+        return f"answer longer than {MAX_ANSWER_CHARS} characters"
+    if gold_kind(answer) == "math" and not INTEGER.fullmatch(answer):
+        if math_equal(answer, answer) is None:
+            return f"answer {answer[:60]!r} can't be parsed as a number or LaTeX"
+    return None
+
+
 def load_items(
     path: str | Path,
     *,

@@ -35,7 +35,8 @@ from observe_r1.ladder.build import build, plot_stats, write_mix
 from observe_r1.models import build_tiny_model, load_policy
 from observe_r1.plots import plot_metrics
 from observe_r1.synth import generate_items, write_dataset
-from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer, use_concise_progress
+from observe_r1.train import build_trainer, save_final
+from observe_r1.trainer import ObserveR1Trainer
 from observe_r1.warmstart import encode_sft, sft, teacher_response
 
 
@@ -102,15 +103,9 @@ def run_rl(
         max_steps=steps, logging_steps=1, save_strategy="no", report_to=["tensorboard"], seed=seed,
         bonus_min_length=floor, reward_workers=1, disable_tqdm=False, **{"curriculum": "ordered", **recipe},
     )  # fmt: skip
-    trainer = ObserveR1Trainer(
-        model=model, args=config, train_dataset=dataset, processing_class=processor,
-        callbacks=[MetricsJsonl(out / "metrics.jsonl")],
-    )  # fmt: skip
-    trainer.consumed_log = out / "consumed.jsonl"
-    use_concise_progress(trainer)
+    trainer = build_trainer(model, processor, dataset, config)
     trainer.train()
-    trainer.save_model(str(out / "final"))
-    processor.save_pretrained(out / "final")
+    save_final(trainer, processor)
     return trainer
 
 

@@ -7,19 +7,21 @@ ride in the same batch (``num_return_sequences``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
 
 Response = tuple[str, int]
 
+# Shared defaults of every generation path (eval, ladder rating, both backends).
+BATCH_SIZE = 64  # sequences per generate call
+MAX_NEW_TOKENS = 1024
+
 
 class HFGenerator:
     """Generate with a loaded Hugging Face model and processor, ``batch_size`` records per forward pass."""
 
-    def __init__(self, model, processor, *, batch_size: int = 16, max_new_tokens: int = 64):
+    def __init__(self, model, processor, *, batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS):
         self.model, self.processor = model.eval(), processor
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         tokenizer = processor.tokenizer
@@ -43,7 +45,6 @@ class HFGenerator:
         n: int = 1,
         temperature: float = 0.0,
         system_prompt: str | None = SYSTEM_PROMPT,
-        progress: Callable[[int], None] | None = None,
     ) -> list[list[Response]]:
         """``n`` responses per record (greedy when ``temperature == 0``, which requires ``n == 1``)."""
         assert temperature > 0 or n == 1, "greedy decoding gives one response per record; set temperature > 0"
@@ -65,8 +66,6 @@ class HFGenerator:
             completions = out[:, inputs["input_ids"].shape[1] :]
             for i in range(len(batch)):
                 results.append([self._decode(completions[i * n + j]) for j in range(n)])
-            if progress:
-                progress(len(batch))
         return results
 
     def _decode(self, ids: torch.Tensor) -> Response:
@@ -79,13 +78,14 @@ class HFGenerator:
 class VLLMGenerator:
     """Offline vLLM generation (``pip install observe-r1[vllm]``, GPU only); images passed as multimodal data."""
 
-    def __init__(self, model_id: str, *, max_new_tokens: int = 2048, **llm_kwargs):
+    def __init__(self, model_id: str, *, max_new_tokens: int = MAX_NEW_TOKENS, **llm_kwargs):
         from vllm import LLM  # optional dependency
 
         self.llm = LLM(model=model_id, limit_mm_per_prompt={"image": 8}, **llm_kwargs)
         self.max_new_tokens = max_new_tokens
 
-    def generate(self, records, *, n=1, temperature=0.0, system_prompt=SYSTEM_PROMPT, progress=None):
+    def generate(self, records, *, n=1, temperature=0.0, system_prompt=SYSTEM_PROMPT):
+        """``n`` responses per record, as ``(text, num_tokens)``; the same contract as :meth:`HFGenerator.generate`."""
         from vllm import SamplingParams
 
         tokenizer = self.llm.get_tokenizer()
@@ -102,12 +102,12 @@ class VLLMGenerator:
         ]
         params = SamplingParams(n=n, temperature=temperature, max_tokens=self.max_new_tokens)
         outputs = self.llm.generate(prompts, params)
-        if progress:
-            progress(len(records))
         return [[(c.text, len(c.token_ids)) for c in o.outputs] for o in outputs]
 
 
-def make_generator(model_id_or_path: str, *, backend: str = "hf", batch_size: int = 16, max_new_tokens: int = 64):
+def make_generator(
+    model_id_or_path: str, *, backend: str = "hf", batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS
+):
     """``hf`` (any machine) or ``vllm`` (GPU, vLLM installed)."""
     if backend == "vllm":
         return VLLMGenerator(str(model_id_or_path), max_new_tokens=max_new_tokens)

@@ -4,7 +4,7 @@ Hub downloads are impossible on our CI machines, so tests and the demo use a Qwe
 architecture but a few hundred thousand parameters, a byte-level BPE trained here, Qwen's chat format and
 the PIL image processor. Users pass a hub id instead (``Qwen/Qwen2.5-VL-3B-Instruct``)::
 
-    observe-r1 tiny-model /tmp/tiny --size tiny --seed 0
+    observe-r1 tiny-model --out /tmp/tiny --size tiny --seed 0
     python -c "import observe_r1; from observe_r1.models import load_policy; print(load_policy('/tmp/tiny'))"
 
 torchvision can't be imported beside the CPU torch we pin, and the stock ``Qwen2_5_VLProcessor`` insists on a
@@ -233,7 +233,8 @@ def _check_exists(model_id_or_path: str | Path) -> None:
     if looks_local and not (path.expanduser() / "config.json").is_file():
         raise FileNotFoundError(
             f"model path {path} does not exist or has no config.json; "
-            "build a local model with `observe-r1 tiny-model DIR` or pass a hub id like Qwen/Qwen2.5-VL-3B-Instruct"
+            "build a local model with `observe-r1 tiny-model --out DIR` or pass a hub id like "
+            "Qwen/Qwen2.5-VL-3B-Instruct"
         )
 
 

@@ -1,4 +1,4 @@
-"""Rule rewards of Observe-R1 (METHOD.md §3): the observe/think/answer format and answer accuracy.
+"""Rule rewards of Observe-R1 (docs/method.md §3): the observe/think/answer format and answer accuracy.
 
 String-level cores (``format_reward``, ``extract_answer``, ``accuracy_reward``) plus TRL-signature adapters
 (``FormatReward``, ``AccuracyReward``) and a parallel, time-bounded batch scorer (``score_completions``) used by
@@ -9,30 +9,17 @@ the trainer, the ladder builder and the evaluator.
     >>> accuracy_reward("<observe>x</observe><think>y</think><answer>(B) 5 cm</answer>", "B")
     1.0
 
-math-verify guards its own time with ``signal.alarm``, which raises off the main thread (TRL calls async reward
-functions from another thread). We disable that and bound time ourselves: every comparison that needs sympy runs
-in a worker process (whose main thread can take SIGALRM) with a per-item timeout, and a worker stuck where the
-alarm can't reach is killed with its pool; such items score 0 and are counted in ``REWARD_STATS``. Letters,
-plain integers and short text never leave the calling thread.
+Letters, plain integers and short text are decided in the calling thread; everything that needs sympy goes to
+the time-bounded worker processes of :mod:`observe_r1.mathpool` (a timeout scores 0 and is counted).
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import math
-import multiprocessing as mp
 import re
-import signal
-import threading
-from collections import Counter
-from functools import lru_cache
 
-# Counted "can't score" events, readable by the trainer's logger: unparseable_gold, timeout.
-REWARD_STATS: Counter = Counter()
+from observe_r1.mathpool import REWARD_STATS, math_equal_many
 
 TAGS = ("<observe>", "</observe>", "<think>", "</think>", "<answer>", "</answer>")
-MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers; also keeps sympy away from 100k-digit strings
 
 
 # ---------------------------------------------------------------------------------------------- format (§3)
@@ -88,7 +75,6 @@ _LETTER_SET_GOLD = re.compile(r"[A-J](?:\s*,\s*[A-J])+")
 _LETTER_GOLD = re.compile(r"\(?([A-J])\)?")
 _LETTER_TOKEN = re.compile(r"(?<![A-Za-z0-9])\(?([A-J])(?![A-Za-z0-9])")
 _TEXT_GOLD = re.compile(r"[A-Za-z][A-Za-z '\-]*[A-Za-z]")
-_INTEGER = re.compile(r"[+-]?\d{1,30}")
 
 
 def gold_kind(answer: str) -> str:
@@ -111,132 +97,6 @@ def read_option_letter(prediction: str) -> str | None:
 
 def _normalize_text(text: str) -> str:
     return " ".join(text.casefold().replace("\\text{", "").replace("}", "").split()).rstrip(".")
-
-
-def _wrap_latex(text: str) -> str:
-    return text if "$" in text or "\\boxed" in text else f"${text}$"
-
-
-@lru_cache(maxsize=65536)
-def _math_equal_unbounded(prediction: str, gold: str) -> bool | None:
-    """math-verify equivalence, with its signal-based timeouts off; None if the gold answer can't be parsed.
-
-    Runs in a worker process (see ``_MathPool``): nothing here bounds time.
-    """
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call that we disabled its alarm
-    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    gold_parsed = parse(_wrap_latex(gold), extraction_config=config, parsing_timeout=None)
-    # parse() falls back to the raw string when sympy can't read it: that is not a usable gold answer
-    if not any(not isinstance(x, str) for x in gold_parsed):
-        return None
-    pred_parsed = parse(_wrap_latex(prediction), extraction_config=config, parsing_timeout=None)
-    return bool(pred_parsed) and verify(gold_parsed, pred_parsed, timeout_seconds=None)
-
-
-class _ItemTimeout(BaseException):
-    """SIGALRM inside a worker; a BaseException so that a grader's ``except Exception`` can't swallow it."""
-
-
-def _raise_item_timeout(signum, frame):
-    raise _ItemTimeout
-
-
-def _math_chunk(pairs: list[tuple[str, str]], timeout: float) -> list[bool | None | str]:
-    """Runs in a worker process's main thread, where SIGALRM can bound each item."""
-    signal.signal(signal.SIGALRM, _raise_item_timeout)
-    out = []
-    for pair in pairs:
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-        try:
-            out.append(_math_equal_unbounded(*pair))
-        except _ItemTimeout:
-            out.append("timeout")
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    return out
-
-
-class _MathPool:
-    """Worker processes for math-verify; a worker that exceeds its per-item timeout is killed with its pool."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = None
-        self._size = 0
-
-    def _get(self, workers: int):
-        with self._lock:
-            if self._pool is None or self._size != workers:
-                if self._pool is not None:
-                    self._pool.terminate()
-                # fork: workers need no imports of their own (spawn would re-import torch per worker).
-                ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-                self._pool, self._size = ctx.Pool(workers), workers
-            return self._pool
-
-    def _reset(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.terminate()
-            self._pool = None
-
-    def map(self, pairs: list[tuple[str, str]], workers: int, timeout: float) -> list[bool | None | str]:
-        """Results per pair; the string ``"timeout"`` where an item ran past ``timeout`` seconds.
-
-        Items travel in chunks (one message per chunk, not per item); inside a worker SIGALRM bounds each item.
-        A chunk whose worker doesn't answer in ``timeout × len(chunk) + 5`` seconds (stuck in C code, where the
-        alarm can't interrupt) is scored as timed out and the pool is replaced; the other chunks go on.
-        """
-        size = max(1, min(64, math.ceil(len(pairs) / (4 * workers))))
-        chunks = [list(range(s, min(s + size, len(pairs)))) for s in range(0, len(pairs), size)]
-        results: dict[int, bool | None | str] = {}
-        while chunks:
-            pool = self._get(workers)
-            handles = [(c, pool.apply_async(_math_chunk, ([pairs[i] for i in c], timeout))) for c in chunks]
-            chunks = []
-            for k, (chunk, handle) in enumerate(handles):
-                try:
-                    results.update(zip(chunk, handle.get(timeout=timeout * len(chunk) + 5), strict=True))
-                except (mp.TimeoutError, _ItemTimeout):
-                    results.update((i, "timeout") for i in chunk)
-                    for other, h in handles[k + 1 :]:
-                        if h.ready() and h.successful():
-                            results.update(zip(other, h.get(), strict=True))
-                        else:
-                            chunks.append(other)
-                    self._reset()  # kills the stuck worker; unfinished chunks go to a fresh pool
-                    break
-        return [results[i] for i in range(len(pairs))]
-
-
-_MATH_POOL = _MathPool()
-atexit.register(_MATH_POOL._reset)
-
-
-def math_equal(prediction: str, gold: str, *, timeout: float = 3.0, workers: int = 1) -> bool | None:
-    """Equivalence of two math answers; integers compare in-process, the rest in a time-bounded worker."""
-    return _math_equal_many([(prediction, gold)], timeout=timeout, workers=workers)[0]
-
-
-def _math_equal_many(pairs: list[tuple[str, str]], *, timeout: float, workers: int) -> list[bool | None]:
-    out: list = [None] * len(pairs)
-    slow = []
-    for i, (pred, gold) in enumerate(pairs):
-        if _INTEGER.fullmatch(pred.strip()) and _INTEGER.fullmatch(gold.strip()):
-            out[i] = int(pred) == int(gold)
-        elif len(pred) > MAX_ANSWER_CHARS:
-            out[i] = False
-        else:
-            slow.append(i)
-    if slow:
-        for i, result in zip(slow, _MATH_POOL.map([pairs[i] for i in slow], workers, timeout), strict=True):
-            if result == "timeout":
-                REWARD_STATS["timeout"] += 1
-                result = False
-            out[i] = result
-    return out
 
 
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
@@ -340,7 +200,7 @@ def score_completions(
             math_items.append((i, *verdict))
         else:
             scores[i] = float(verdict)
-    results = _math_equal_many([(p, g) for _, p, g in math_items], timeout=timeout, workers=workers)
+    results = math_equal_many([(p, g) for _, p, g in math_items], timeout=timeout, workers=workers)
     for (i, _, _), result in zip(math_items, results, strict=True):
         if result is None:
             REWARD_STATS["unparseable_gold"] += 1
@@ -354,19 +214,6 @@ def accuracy_reward(completion: str, answer: str, choices=(), precision: int | N
     Thread-safe and time-bounded (3 s per comparison); see :func:`score_completions` for the batch path.
     """
     return score_completions([completion], [answer], choices=[choices], precisions=[precision], workers=1)[0]
-
-
-def check_gold(answer: object) -> str | None:
-    """Why a gold answer can't be used for training (None if it can): empty, too long, or unparseable maths."""
-    if answer is None or not str(answer).strip():
-        return "empty answer"
-    answer = str(answer).strip()
-    if len(answer) > MAX_ANSWER_CHARS:
-        return f"answer longer than {MAX_ANSWER_CHARS} characters"
-    if gold_kind(answer) == "math" and not _INTEGER.fullmatch(answer):
-        if math_equal(answer, answer) is None:
-            return f"answer {answer[:60]!r} can't be parsed as a number or LaTeX"
-    return None
 
 
 # ------------------------------------------------------------------------------------------- TRL adapters

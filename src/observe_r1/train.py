@@ -21,10 +21,51 @@ from observe_r1.plots import plot_metrics
 from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer, use_concise_progress
 
 
+def load_recipe(path: str | Path) -> dict:
+    """A YAML recipe as a dict; ``extends: other.yaml`` (relative to the file) loads that one first, then
+    overrides it with this file's values."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    parent = values.pop("extends", None)
+    return {**load_recipe(path.parent / parent), **values} if parent else values
+
+
+def normalize_flags(argv: list[str]) -> list[str]:
+    """observe-r1's CLI convention (``--skip-bad-rows``, ``--out``) on top of TRL's (``--skip_bad_rows``,
+    ``--output_dir``): both spellings work for ``train``.
+
+    >>> normalize_flags(["--skip-bad-rows", "true", "--out", "runs/a", "--max_steps", "3"])
+    ['--skip_bad_rows', 'true', '--output_dir', 'runs/a', '--max_steps', '3']
+    """
+    out = []
+    for arg in argv:
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            name = "output_dir" if name == "out" else name.replace("-", "_")
+            arg = f"--{name}{eq}{value}"
+        out.append(arg)
+    return out
+
+
 def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Config]:
-    """TRL's parser: ``--config FILE.yaml`` plus ``--field value`` overrides for both dataclasses."""
+    """TRL's parser: ``--config FILE.yaml`` (which may ``extends:`` another recipe) plus ``--field value``
+    overrides for both dataclasses."""
+    import tempfile
+
+    import yaml
     from trl import TrlParser
 
+    argv = normalize_flags(argv)
+    if "--config" in argv:
+        i = argv.index("--config")
+        merged = load_recipe(argv[i + 1])
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            yaml.safe_dump(merged, f)
+        argv = [*argv[: i + 1], f.name, *argv[i + 2 :]]
     parser = TrlParser((TrainScriptArguments, ObserveR1Config))
     script_args, config = parser.parse_args_and_config(argv)[:2]
     return script_args, config
@@ -49,7 +90,49 @@ def resolve_checkpoint(output_dir: Path, resume: bool) -> str | None:
     return checkpoint
 
 
+def build_trainer(
+    model,
+    processor,
+    dataset,
+    config: ObserveR1Config,
+    *,
+    reward_funcs=None,
+    callbacks=None,
+    concise_progress: bool = True,
+) -> ObserveR1Trainer:
+    """The one way observe-r1 sets up training (``observe-r1 train``, the demo, the benchmarks).
+
+    Writes ``metrics.jsonl`` and ``consumed.jsonl`` into ``config.output_dir`` (created) and prints one readable
+    line per step instead of the Trainer's dictionary of metrics.
+    """
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = ObserveR1Trainer(
+        model=model,
+        args=config,
+        reward_funcs=reward_funcs,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[MetricsJsonl(output_dir / "metrics.jsonl"), *(callbacks or [])],
+        consumed_log=output_dir / "consumed.jsonl",
+    )
+    if concise_progress:
+        use_concise_progress(trainer)
+    return trainer
+
+
+def save_final(trainer: ObserveR1Trainer, processor) -> Path:
+    """Save the trained policy and its processor to ``output_dir/final`` and plot the run; returns ``final``."""
+    output_dir = Path(trainer.args.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.save_model(str(output_dir / "final"))
+        processor.save_pretrained(output_dir / "final")
+        plot_metrics(output_dir / "metrics.jsonl", output_dir / "plots")
+    return output_dir / "final"
+
+
 def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> ObserveR1Trainer:
+    """``observe-r1 train``: load policy and data, train (resuming from the last checkpoint if asked), save."""
     if not script_args.dataset_path:
         raise ValueError("--dataset_path is required (a JSONL/Parquet file or a datasets directory)")
     output_dir = Path(config.output_dir)
@@ -64,16 +147,7 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
         layout=script_args.layout,
     )
     print(report)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    trainer = ObserveR1Trainer(
-        model=model,
-        args=config,
-        train_dataset=dataset,
-        processing_class=processor,
-        callbacks=[MetricsJsonl(output_dir / "metrics.jsonl")],
-    )
-    trainer.consumed_log = output_dir / "consumed.jsonl"
-    use_concise_progress(trainer)
+    trainer = build_trainer(model, processor, dataset, config)
     if trainer.accelerator.is_main_process:
         if checkpoint:
             step = int(Path(checkpoint).name.split("-")[-1])
@@ -82,8 +156,5 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
             for name in ("metrics.jsonl", "consumed.jsonl"):
                 (output_dir / name).unlink(missing_ok=True)
     trainer.train(resume_from_checkpoint=checkpoint)
-    if trainer.accelerator.is_main_process:
-        trainer.save_model(str(output_dir / "final"))
-        processor.save_pretrained(output_dir / "final")
-        plot_metrics(output_dir / "metrics.jsonl", output_dir / "plots")
+    save_final(trainer, processor)
     return trainer

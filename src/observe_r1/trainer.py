@@ -1,4 +1,4 @@
-"""``ObserveR1Trainer``: TRL's ``GRPOTrainer`` with the Observe-R1 advantages (METHOD.md §4-§5).
+"""``ObserveR1Trainer``: TRL's ``GRPOTrainer`` with the Observe-R1 advantages (docs/method.md §4-§5).
 
 Launch (the same code on a laptop and a cluster)::
 
@@ -9,6 +9,7 @@ Launch (the same code on a laptop and a cluster)::
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from accelerate.utils import gather, gather_object
 from transformers import ProgressCallback, TrainerCallback
 from trl import GRPOTrainer
 
-from observe_r1.algo import dynamic_weight, group_advantages, shortest_correct_bonus
+from observe_r1.algo import group_advantages
 from observe_r1.jsonl import append_jsonl
+from observe_r1.mathpool import REWARD_STATS
 from observe_r1.models import VISION_TOKENS
-from observe_r1.rewards import REWARD_STATS, AccuracyReward, FormatReward
+from observe_r1.rewards import AccuracyReward, FormatReward
 
 
 def image_token_types(input_ids: torch.Tensor, image_pad_id: int, video_pad_id: int | None = None) -> torch.Tensor:
@@ -55,25 +57,32 @@ class ObserveR1Trainer(GRPOTrainer):
     Correctness (for the bonus and the pass rate) is the accuracy reward, never the weighted total.
     """
 
-    def __init__(self, model, args, reward_funcs=None, **kwargs):
-        if reward_funcs is None:  # order matters: reward_weights = [accuracy_weight, format_weight]
+    def __init__(self, model, args, reward_funcs=None, *, consumed_log: str | Path | None = None, **kwargs):
+        """``reward_funcs`` default to the accuracy and format rewards; each function's weight comes from its name
+        (``accuracy`` → ``args.accuracy_weight``, ``format`` → ``args.format_weight``, any other name → 1.0).
+        ``consumed_log``: a JSONL file that gets, per training step, the ids of the prompts trained on."""
+        if reward_funcs is None:
             reward_funcs = [AccuracyReward(args.reward_workers, args.reward_timeout), FormatReward()]
         processor = kwargs.get("processing_class")
         if processor is not None and not args.use_vllm:
             # TRL suppresses only <|image_pad|>; a sampled <|vision_start|> or <|video_pad|> breaks the next forward.
             vision_ids = [i for i in processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS) if i is not None]
-            user = dict(args.generation_kwargs or {})
-            user["suppress_tokens"] = sorted(set(user.get("suppress_tokens") or []) | set(vision_ids))
-            args.generation_kwargs = user
+            generation_kwargs = dict(args.generation_kwargs or {})
+            generation_kwargs["suppress_tokens"] = sorted(set(generation_kwargs.get("suppress_tokens") or []) |
+                                                          set(vision_ids))  # fmt: skip
+            args = copy.copy(args)  # the caller's config stays as it was
+            args.generation_kwargs = generation_kwargs
         if processor is not None and hasattr(processor, "tokenizer"):
             processor.tokenizer.padding_side = "left"  # TRL's prompt_ids are left-padded; keep its side-paths so too
         super().__init__(model=model, args=args, reward_funcs=reward_funcs, **kwargs)
         if "accuracy" not in self.reward_func_names:
             raise ValueError(f"Observe-R1 needs a reward function named 'accuracy'; got {self.reward_func_names}")
+        by_name = {"accuracy": args.accuracy_weight, "format": args.format_weight}
+        self.reward_weights = torch.tensor([by_name.get(n, 1.0) for n in self.reward_func_names], dtype=torch.float32)
         self._accuracy_index = self.reward_func_names.index("accuracy")
         self._gathered_lengths: torch.Tensor | None = None  # set by _calculate_rewards, read right after
         self._gathered_rewards: torch.Tensor | None = None
-        self.consumed_log: Path | None = None
+        self.consumed_log = Path(consumed_log) if consumed_log else None
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         if kwargs.get("mm_token_type_ids") is not None and self._image_pad_token_id is not None:
@@ -100,7 +109,7 @@ class ObserveR1Trainer(GRPOTrainer):
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1).view(-1, G)
         lengths = self._gathered_lengths.view(-1, G)
         args = self.args
-        advantages = group_advantages(
+        result = group_advantages(
             rewards,
             correct,
             lengths,
@@ -109,33 +118,33 @@ class ObserveR1Trainer(GRPOTrainer):
             bonus_min_length=args.bonus_min_length,
             use_dyna_weight=args.use_dyna_weight,
             sigma=args.dyna_sigma,
-        ).flatten()
+        )
+        advantages = result.advantages.flatten()
         local = len(inputs)
         start = self.accelerator.process_index * local
         output["advantages"] = advantages[start : start + local].to(output["advantages"].dtype)
         if "mm_token_type_ids" in output and self._image_pad_token_id is not None:  # what the loss forward reads
             ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
             output["mm_token_type_ids"] = image_token_types(ids, self._image_pad_token_id, self._video_pad_token_id)
-        self._metrics[mode]["observe_r1/advantage_abs_mean"].append(advantages.abs().mean().item())
-        self._metrics[mode]["observe_r1/advantage_std"].append(advantages.std().item())
-        self._log_observe_r1(mode, inputs, correct, rewards_per_func, lengths)
+        self._log_observe_r1(mode, inputs, result, correct, rewards_per_func, lengths)
         return output
 
-    def _log_observe_r1(self, mode, inputs, correct, rewards_per_func, lengths):
-        args, metrics = self.args, self._metrics[mode]
-        pass_rate = correct.float().mean(dim=1)
-        bonus_groups = shortest_correct_bonus(correct, lengths, 1.0, args.bonus_min_length).sum(dim=1)
+    def _log_observe_r1(self, mode, inputs, result, correct, rewards_per_func, lengths):
+        """Log what :func:`group_advantages` used (bonus, weight, pass rate), never a recomputation."""
+        metrics = self._metrics[mode]
+        advantages = result.advantages
+        metrics["observe_r1/advantage_abs_mean"].append(advantages.abs().mean().item())
+        metrics["observe_r1/advantage_std"].append(advantages.std().item())
         metrics["observe_r1/accuracy"].append(correct.float().mean().item())
         if "format" in self.reward_func_names:
             fmt = rewards_per_func[:, self.reward_func_names.index("format")]
             metrics["observe_r1/format_rate"].append(torch.nanmean(fmt).item())
-        metrics["observe_r1/bonus_rate"].append(bonus_groups.float().mean().item() if args.use_bonus else 0.0)
-        weight = dynamic_weight(pass_rate, args.dyna_sigma) if args.use_dyna_weight else torch.ones_like(pass_rate)
-        metrics["observe_r1/dyna_weight_mean"].append(weight.mean().item())
+        metrics["observe_r1/bonus_rate"].append((result.bonus > 0).any(dim=1).float().mean().item())
+        metrics["observe_r1/dyna_weight_mean"].append(result.weight.mean().item())
         G = correct.shape[1]
-        histogram = Counter(round(d * G) for d in pass_rate.tolist())
+        histogram = Counter(round(p * G) for p in result.pass_rate.tolist())
         for k in range(G + 1):
-            metrics[f"observe_r1/pass_rate_hist/{k}of{G}"].append(histogram[k] / len(pass_rate))
+            metrics[f"observe_r1/pass_rate_hist/{k}of{G}"].append(histogram[k] / len(result.pass_rate))
         for name, mask in (("correct", correct), ("incorrect", ~correct)):
             if mask.any():
                 metrics[f"observe_r1/length_{name}"].append(lengths[mask].float().mean().item())
@@ -196,7 +205,9 @@ class MetricsJsonl(TrainerCallback):
         self.path = Path(path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """One line per training log; aliased metrics appear once, under their short name."""
         if not state.is_world_process_zero or not logs or "reward" not in logs:
             return
-        row = {"step": state.global_step, **{k: logs[v] for k, v in self.ALIASES.items() if v in logs}, **logs}
+        long_names = {v: k for k, v in self.ALIASES.items()}
+        row = {"step": state.global_step, **{long_names.get(k, k): v for k, v in logs.items()}}
         append_jsonl(self.path, [row])

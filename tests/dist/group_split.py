@@ -37,7 +37,7 @@ def main(model_dir: str, out_json: str) -> None:
         rewards_per_func, lengths = trainer._gathered_rewards, trainer._gathered_lengths
         rewards = (rewards_per_func * trainer.reward_weights).sum(dim=1).view(-1, 4)
         correct = (rewards_per_func[:, 0] > 0.5).view(-1, 4)
-        expected = group_advantages(rewards, correct, lengths.view(-1, 4), bonus_min_length=8).flatten()
+        expected = group_advantages(rewards, correct, lengths.view(-1, 4), bonus_min_length=8).advantages.flatten()
         everyone = gather(output["advantages"].contiguous())
         checks.append({
             "rank": trainer.accelerator.process_index,

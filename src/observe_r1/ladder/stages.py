@@ -18,7 +18,8 @@ from PIL import Image
 
 from observe_r1.data import DataError, load_items, open_image
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
-from observe_r1.rewards import MAX_ANSWER_CHARS, gold_kind, score_completions
+from observe_r1.mathpool import MAX_ANSWER_CHARS
+from observe_r1.rewards import gold_kind, score_completions
 
 ANSWER_ONLY_PROMPT = "Look at the image and give only the final answer, with no explanation."
 

@@ -1,0 +1,152 @@
+"""Time-bounded maths equivalence: math-verify in worker processes, one SIGALRM-bounded item at a time.
+
+math-verify guards its own time with ``signal.alarm``, which raises off the main thread (TRL calls async reward
+functions from another thread). We disable that and bound time ourselves: every comparison that needs sympy runs
+in a worker process (whose main thread can take SIGALRM) with a per-item timeout, and a worker stuck where the
+alarm can't reach is killed with its pool; such items score 0 and are counted in ``REWARD_STATS``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import multiprocessing as mp
+import re
+import signal
+import threading
+from collections import Counter
+from functools import lru_cache
+
+# Counted "can't score" events, readable by the trainer's logger: unparseable_gold, timeout.
+REWARD_STATS: Counter = Counter()
+
+MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers; also keeps sympy away from 100k-digit strings
+INTEGER = re.compile(r"[+-]?\d{1,30}")
+
+
+def _wrap_latex(text: str) -> str:
+    return text if "$" in text or "\\boxed" in text else f"${text}$"
+
+
+@lru_cache(maxsize=65536)
+def _math_equal_unbounded(prediction: str, gold: str) -> bool | None:
+    """math-verify equivalence, with its signal-based timeouts off; None if the gold answer can't be parsed.
+
+    Runs in a worker process (see ``_MathPool``): nothing here bounds time.
+    """
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call that we disabled its alarm
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    gold_parsed = parse(_wrap_latex(gold), extraction_config=config, parsing_timeout=None)
+    # parse() falls back to the raw string when sympy can't read it: that is not a usable gold answer
+    if not any(not isinstance(x, str) for x in gold_parsed):
+        return None
+    pred_parsed = parse(_wrap_latex(prediction), extraction_config=config, parsing_timeout=None)
+    return bool(pred_parsed) and verify(gold_parsed, pred_parsed, timeout_seconds=None)
+
+
+class _ItemTimeout(BaseException):
+    """SIGALRM inside a worker; a BaseException so that a grader's ``except Exception`` can't swallow it."""
+
+
+def _raise_item_timeout(signum, frame):
+    raise _ItemTimeout
+
+
+def _math_chunk(pairs: list[tuple[str, str]], timeout: float) -> list[bool | None | str]:
+    """Runs in a worker process's main thread, where SIGALRM can bound each item."""
+    signal.signal(signal.SIGALRM, _raise_item_timeout)
+    out = []
+    for pair in pairs:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            out.append(_math_equal_unbounded(*pair))
+        except _ItemTimeout:
+            out.append("timeout")
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    return out
+
+
+class _MathPool:
+    """Worker processes for math-verify; a worker that exceeds its per-item timeout is killed with its pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = None
+        self._size = 0
+
+    def _get(self, workers: int):
+        with self._lock:
+            if self._pool is None or self._size != workers:
+                if self._pool is not None:
+                    self._pool.terminate()
+                # fork: workers need no imports of their own (spawn would re-import torch per worker).
+                ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+                self._pool, self._size = ctx.Pool(workers), workers
+            return self._pool
+
+    def _reset(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.terminate()
+            self._pool = None
+
+    def map(self, pairs: list[tuple[str, str]], workers: int, timeout: float) -> list[bool | None | str]:
+        """Results per pair; the string ``"timeout"`` where an item ran past ``timeout`` seconds.
+
+        Items travel in chunks (one message per chunk, not per item); inside a worker SIGALRM bounds each item.
+        A chunk whose worker doesn't answer in ``timeout × len(chunk) + 5`` seconds (stuck in C code, where the
+        alarm can't interrupt) is scored as timed out and the pool is replaced; the other chunks go on.
+        """
+        size = max(1, min(64, math.ceil(len(pairs) / (4 * workers))))
+        chunks = [list(range(s, min(s + size, len(pairs)))) for s in range(0, len(pairs), size)]
+        results: dict[int, bool | None | str] = {}
+        while chunks:
+            pool = self._get(workers)
+            handles = [(c, pool.apply_async(_math_chunk, ([pairs[i] for i in c], timeout))) for c in chunks]
+            chunks = []
+            for k, (chunk, handle) in enumerate(handles):
+                try:
+                    results.update(zip(chunk, handle.get(timeout=timeout * len(chunk) + 5), strict=True))
+                except (mp.TimeoutError, _ItemTimeout):
+                    results.update((i, "timeout") for i in chunk)
+                    for other, h in handles[k + 1 :]:
+                        if h.ready() and h.successful():
+                            results.update(zip(other, h.get(), strict=True))
+                        else:
+                            chunks.append(other)
+                    self._reset()  # kills the stuck worker; unfinished chunks go to a fresh pool
+                    break
+        return [results[i] for i in range(len(pairs))]
+
+
+_MATH_POOL = _MathPool()
+atexit.register(_MATH_POOL._reset)
+
+
+def math_equal(prediction: str, gold: str, *, timeout: float = 3.0, workers: int = 1) -> bool | None:
+    """Equivalence of two math answers; integers compare in-process, the rest in a time-bounded worker."""
+    return math_equal_many([(prediction, gold)], timeout=timeout, workers=workers)[0]
+
+
+def math_equal_many(pairs: list[tuple[str, str]], *, timeout: float, workers: int) -> list[bool | None]:
+    """Equivalence of many ``(prediction, gold)`` pairs: False on timeout (counted), None for an unparseable gold."""
+    out: list = [None] * len(pairs)
+    slow = []
+    for i, (pred, gold) in enumerate(pairs):
+        if INTEGER.fullmatch(pred.strip()) and INTEGER.fullmatch(gold.strip()):
+            out[i] = int(pred) == int(gold)
+        elif len(pred) > MAX_ANSWER_CHARS:
+            out[i] = False
+        else:
+            slow.append(i)
+    if slow:
+        for i, result in zip(slow, _MATH_POOL.map([pairs[i] for i in slow], workers, timeout), strict=True):
+            if result == "timeout":
+                REWARD_STATS["timeout"] += 1
+                result = False
+            out[i] = result
+    return out
