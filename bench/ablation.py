@@ -3,7 +3,7 @@
     .venv/bin/python bench/ablation.py [--demo-dir bench/results/demo] [--seeds 0 1 2] [--steps 80]
 
 Needs the per-seed demo directories written by bench/demo_seeds.py (warm start, ladder, held-out split).
-Variants (METHOD.md §6): Observe-R1 (ordered ladder, bonus, weighting), plain GRPO (shuffled, no bonus, no
+Variants (docs/method.md §6): Observe-R1 (ordered ladder, bonus, weighting), plain GRPO (shuffled, no bonus, no
 weighting), random order (full rewards, shuffled), no bonus, no weighting. Writes OUT/ablation.json and a
 markdown table (mean ± half-range over seeds).
 """

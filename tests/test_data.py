@@ -4,13 +4,14 @@ import pytest
 from PIL import Image
 
 from observe_r1.data import DataError, load_grpo_dataset, load_items, open_image
+from observe_r1.jsonl import write_jsonl
 
 
 def _write(tmp_path, rows, name="d.jsonl"):
     Image.new("RGB", (56, 56), "red").save(tmp_path / "ok.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     path = tmp_path / name
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
     return path
 
 

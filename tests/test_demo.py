@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from observe_r1.cli import app
+from observe_r1.jsonl import read_jsonl
 
 
 @pytest.mark.timeout(420)
@@ -22,7 +23,16 @@ def test_quick_demo_writes_a_well_formed_summary_and_report(tmp_path):
     assert set(summary["stage_seconds"]) >= {"6. Observe-R1 RL in ladder order", "7. evaluate after RL"}
     assert sum(level["count"] for level in summary["ladder_levels"]) > 0
     report = (out / "report.md").read_text()
-    assert "deliberately biased" in report and f"{summary['accuracy_after']:.3f}" in report
+    assert f"{summary['accuracy_before']:.3f}" in report and f"{summary['accuracy_after']:.3f}" in report
+    # the summary's numbers are the evaluations' numbers, recomputable from the predictions
+    predictions = read_jsonl(out / "eval-after" / "greedy" / "predictions.jsonl")
+    assert summary["accuracy_after"] == pytest.approx(sum(p["correct"] for p in predictions) / len(predictions))
+    answers = [row["answer"] for row in read_jsonl(out / "data" / "heldout.jsonl")]
+    assert summary["majority_baseline"] == max(answers.count(a) for a in set(answers)) / len(answers)
+    # RL consumed the ladder's training sequence in order, from its start
+    consumed = [i for row in read_jsonl(out / "rl" / "consumed.jsonl") for i in row["ids"]]
+    sequence = [row["id"] for row in read_jsonl(out / "ladder" / "train.jsonl")]
+    assert consumed and consumed == sequence[: len(consumed)]
     for plot in ("rewards", "length", "weight", "curriculum", "ladder", "compare"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000, plot
     metrics = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]

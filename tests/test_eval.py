@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from observe_r1.cli import app
 from observe_r1.data import DataError, load_items, open_image
 from observe_r1.eval import compare, evaluate, fallback_answer
+from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.synth import generate_items, write_dataset
 
 
@@ -25,7 +26,7 @@ def _png_bytes(tmp_path):
 
 
 def _write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
     return path
 
 
@@ -123,7 +124,13 @@ def test_real_tiny_model_eval_and_compare(tiny_model_dir, tmp_path):
                                      str(tmp_path / name), "--max-new-tokens", "12"])  # fmt: skip
         assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "a" / "results.json").read_text())
-    assert 0 <= results["accuracy"] <= 1 and 0 <= results["format_rate"] <= 1
-    assert len((tmp_path / "a" / "predictions.jsonl").read_text().splitlines()) == 6
+    predictions = read_jsonl(tmp_path / "a" / "predictions.jsonl")
+    assert len(predictions) == 6
+    # results are the predictions' aggregate, and greedy decoding of one model is deterministic
+    assert results["accuracy"] == pytest.approx(sum(p["correct"] for p in predictions) / 6)
+    assert results["format_rate"] == pytest.approx(sum(p["format"] for p in predictions) / 6)
+    assert [p["response"] for p in read_jsonl(tmp_path / "b" / "predictions.jsonl")] == [
+        p["response"] for p in predictions
+    ]
     compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp")
     assert (tmp_path / "cmp" / "compare.png").is_file() and "| a |" in (tmp_path / "cmp" / "compare.md").read_text()

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from observe_r1.data import DataError
-from observe_r1.jsonl import read_jsonl
+from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.ladder.build import build, merge, write_mix
 from observe_r1.synth import generate_items, write_dataset
 
@@ -42,7 +42,7 @@ def _source(tmp_path, rows):
     (tmp_path / "img.png").parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (28, 28), "red").save(tmp_path / "img.png")
     path = tmp_path / "src.jsonl"
-    path.write_text("".join(json.dumps({"images": ["img.png"], **r}) + "\n" for r in rows))
+    write_jsonl(path, [{"images": ["img.png"], **r} for r in rows])
     return path
 
 

@@ -100,3 +100,18 @@ def test_cli_help_lists_every_command():
     assert result.exit_code == 0
     for command in ("tiny-model", "synth", "train", "eval", "compare", "ladder", "demo"):
         assert command in result.output
+
+
+def test_every_cli_option_has_help():
+    import typer.main
+
+    def commands(group, prefix=""):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", command
+
+    missing = [f"{name} {param.name}" for name, command in commands(typer.main.get_command(app))
+               for param in command.params if not getattr(param, "help", None) and param.name != "help"]  # fmt: skip
+    assert missing == []

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from observe_r1.cli import app
 from observe_r1.data import DataError, load_grpo_dataset, load_items, read_rows
+from observe_r1.jsonl import write_jsonl
 from observe_r1.ladder.stages import ingest
 from observe_r1.rewards import score_completions
 from tests.helpers import benchmark_file
@@ -167,7 +168,7 @@ def test_eval_scores_saved_responses_without_a_model_or_images(tmp_path):
              {"id": "3", "response": "The angle is 145°, so \\boxed{C}"},
              {"id": "1", "response": "<answer>1.24</answer>"},
              {"id": "2", "response": "<answer>900</answer>"}]  # fmt: skip
-    responses.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_jsonl(responses, lines)
     bench = benchmark_file(FILES["mathvista"])  # its images are not here: none may be opened
     result = CliRunner().invoke(app, ["eval", "--benchmark", str(bench), "--responses", str(responses),
                                       "--out", str(tmp_path / "ev")])  # fmt: skip

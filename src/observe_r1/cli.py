@@ -211,6 +211,7 @@ def ladder_stats(ladder_dir: Path = typer.Argument(..., help="A built ladder dir
 
 
 def main() -> None:
+    """Run the CLI; bad input (a DataError or a missing file) exits with status 2 and a one-line message."""
     from observe_r1.data import DataError
 
     try:

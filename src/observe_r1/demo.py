@@ -42,6 +42,8 @@ from observe_r1.warmstart import encode_sft, sft, teacher_response
 
 @dataclass
 class DemoScale:
+    """Sizes and settings of one demo run (the full run; :meth:`quick` for the CI smoke test)."""
+
     model_size: str = "small"
     sft_items: int = 2000
     sft_steps: int = 400
@@ -63,11 +65,13 @@ class DemoScale:
 
     @classmethod
     def quick(cls) -> DemoScale:
+        """The smaller scale of ``observe-r1 demo --quick`` (under 3 minutes)."""
         return cls(sft_items=600, sft_steps=120, pool_items=200, k=4, rl_steps=20, heldout_items=64, eval_samples=2)
 
 
 @contextmanager
 def stage(name: str, timings: dict):
+    """Print, run and time one named demo stage into ``timings``."""
     print(f"\n== {name}", flush=True)
     start = time.perf_counter()
     yield
@@ -78,10 +82,10 @@ def stage(name: str, timings: dict):
 def bonus_floor(ladder_dir: Path, percentile: float = 90.0) -> int:
     """A floor that binds on this task: the 90th percentile length of the correct rating responses.
 
-    METHOD.md §4 uses 100 tokens for 8k-token reasoning; here responses are 30-50 tokens. With the median as the
-    floor, the bonus paid the shortest correct response often enough that the policy learned to drop objects from
-    its <observe> description and answer 0 (held-out greedy accuracy 0.26 -> 0.27, correct-answer length 41 -> 29
-    tokens); at the 90th percentile the descriptions kept their length (see docs/benchmarks.md).
+    The paper uses 100 tokens for 8k-token reasoning (docs/method.md §4); here responses are 30-50 tokens. With
+    the median as the floor, the bonus paid the shortest correct response often enough that the policy learned to
+    drop objects from its <observe> description and answer 0 (held-out greedy accuracy 0.26 -> 0.27, correct-answer
+    length 41 -> 29 tokens); at the 90th percentile the descriptions kept their length (see docs/benchmarks.md).
     """
     lengths = sorted(n for row in read_jsonl(ladder_dir / "rating.jsonl")
                      for n, c in zip(row["lengths"], row["correct"], strict=True) if c)  # fmt: skip
@@ -110,6 +114,7 @@ def run_rl(
 
 
 def evaluate_both(model_dir: Path, heldout: Path, out: Path, scale: DemoScale) -> dict:
+    """Greedy and sampled held-out evaluation of ``model_dir`` into ``out/greedy`` and ``out/sampled``."""
     model, processor = load_policy(model_dir)
     generator = HFGenerator(model, processor, batch_size=64, max_new_tokens=scale.max_new_tokens)
     greedy = evaluate(generator, heldout, out / "greedy")
@@ -118,6 +123,7 @@ def evaluate_both(model_dir: Path, heldout: Path, out: Path, scale: DemoScale) -
 
 
 def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
+    """The whole demo into ``out`` (replaced); returns the summary also written to ``summary.json``."""
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -189,6 +195,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
 
 
 def print_sft_step(step: int, loss: float) -> None:
+    """Progress line of the warm start, every 50 steps."""
     if step % 50 == 0:
         print(f"   sft step {step:4d}  loss {loss:.3f}", flush=True)
 
@@ -204,6 +211,7 @@ def _fmt(value: float | None) -> str:
 
 
 def report_markdown(s: dict) -> str:
+    """``report.md`` of a demo summary."""
     fams = sorted(s["per_family_before"])
     rows = "\n".join(
         f"| {f} | {s['per_family_before'][f]:.2f} | {s['per_family_after'].get(f, 0):.2f} |" for f in fams

@@ -72,6 +72,7 @@ def aggregate(rows: list[dict]) -> dict:
     """Accuracy (overall, per category), format rate, response lengths; over every scored sample."""
 
     def mean(values):
+        """Mean of the values that are not None; None if there are none."""
         values = [v for v in values if v is not None]
         return sum(values) / len(values) if values else None
 
@@ -182,6 +183,7 @@ def _write_results(items, rows, out: Path, benchmark, *, samples, temperature) -
 
 
 def summary_markdown(results: dict) -> str:
+    """``summary.md``: accuracy, format rate, lengths and the per-category table."""
     lines = [f"# Evaluation on `{results['benchmark']}`", "",
              f"- items: {results['n_items']} × {results['samples']} sample(s), "
              + (f"temperature {results['temperature']}" if results["temperature"] is not None else "saved responses"),

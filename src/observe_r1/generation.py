@@ -37,7 +37,6 @@ class HFGenerator:
         images = [img for r in records for img in r["images"]] or None
         return self.processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
 
-    @torch.no_grad()
     def generate(
         self,
         records: list[dict],
@@ -47,6 +46,7 @@ class HFGenerator:
         system_prompt: str | None = SYSTEM_PROMPT,
     ) -> list[list[Response]]:
         """``n`` responses per record (greedy when ``temperature == 0``, which requires ``n == 1``)."""
+
         assert temperature > 0 or n == 1, "greedy decoding gives one response per record; set temperature > 0"
         results: list[list[Response]] = []
         step = max(1, self.batch_size // n)
@@ -54,21 +54,22 @@ class HFGenerator:
             batch = records[start : start + step]
             inputs = self._encode(batch, system_prompt).to(self.model.device)
             sampling = dict(temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else {}
-            out = self.model.generate(
-                **inputs,
-                max_new_tokens=self.max_new_tokens,
-                num_return_sequences=n,
-                do_sample=temperature > 0,
-                eos_token_id=self.eos_id,
-                pad_token_id=self.pad_id,
-                **sampling,
-            )
+            with torch.no_grad():
+                out = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.max_new_tokens,
+                    num_return_sequences=n,
+                    do_sample=temperature > 0,
+                    eos_token_id=self.eos_id,
+                    pad_token_id=self.pad_id,
+                    **sampling,
+                )
             completions = out[:, inputs["input_ids"].shape[1] :]
             for i in range(len(batch)):
                 results.append([self._decode(completions[i * n + j]) for j in range(n)])
         return results
 
-    def _decode(self, ids: torch.Tensor) -> Response:
+    def _decode(self, ids) -> Response:
         ids = ids.tolist()
         length = ids.index(self.eos_id) + 1 if self.eos_id in ids else len([t for t in ids if t != self.pad_id])
         text = self.processor.tokenizer.decode(ids[:length], skip_special_tokens=True)

@@ -25,6 +25,7 @@ def read_jsonl(path: str | Path, *, missing_ok: bool = False, skip_torn: bool = 
 
 
 def write_jsonl(path: str | Path, rows) -> None:
+    """Write ``rows`` to ``path`` as JSON Lines, replacing the file."""
     Path(path).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 

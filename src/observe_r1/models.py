@@ -97,7 +97,7 @@ class TinySize:
 SIZES = {
     # ~0.2M parameters: unit tests.
     "tiny": TinySize(64, 2, 4, 2, 32, 2, 2, vocab_size=512),
-    # ~0.6M: the CPU demo (FACTS.md: learns the synthetic task in minutes).
+    # ~0.6M: the CPU demo (learns the synthetic task in minutes, docs/benchmarks.md#demo).
     "small": TinySize(128, 2, 4, 2, 64, 2, 4, vocab_size=768),
     # ~1.8M: slower, more capacity.
     "base": TinySize(192, 3, 6, 2, 96, 2, 4, vocab_size=768),
@@ -258,4 +258,5 @@ def load_policy(
 
 
 def num_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters of ``model``."""
     return sum(p.numel() for p in model.parameters())

@@ -1,4 +1,4 @@
-"""The Observe-R1 system prompt and the chat messages built from a problem (METHOD.md §3)."""
+"""The Observe-R1 system prompt and the chat messages built from a problem (docs/method.md §3)."""
 
 from __future__ import annotations
 

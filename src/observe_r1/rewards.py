@@ -142,6 +142,7 @@ def decide_answer(prediction: str, gold: str, choices=(), precision: int | None 
         gold_text = str(choices[LETTERS.index(letter)]) if LETTERS.index(letter) < len(choices) else None
 
         def is_gold(index: int) -> bool:  # duplicated option texts count as the same option
+            """Whether option ``index`` is the gold option (or has the gold option's text)."""
             return LETTERS[index] == letter or (
                 gold_text is not None and index < len(choices) and _normalize_text(str(choices[index])) ==
                 _normalize_text(gold_text)

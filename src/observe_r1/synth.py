@@ -32,21 +32,26 @@ CELL = IMAGE_SIZE // 3
 
 @dataclass(frozen=True)
 class Shape:
+    """One coloured shape in a grid cell of a synthetic scene."""
+
     color: str
     kind: str
     cell: int  # 0..8, row-major on the 3x3 grid
 
 
 def plural(kind: str, n: int = 2) -> str:
+    """``kind`` in the plural when ``n != 1``."""
     return kind if n == 1 else kind + "s"
 
 
 def sample_scene(rng: random.Random, max_shapes: int = 5) -> list[Shape]:
+    """A random scene of shapes on the grid."""
     cells = sorted(rng.sample(range(9), rng.randint(1, max_shapes)))
     return [Shape(rng.choice(list(COLORS)), rng.choice(KINDS), cell) for cell in cells]
 
 
 def render(scene: list[Shape]) -> Image.Image:
+    """The scene as a Pillow image."""
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     for shape in scene:
@@ -68,6 +73,7 @@ def describe(scene: list[Shape]) -> str:
 
 
 def count(scene: list[Shape], color: str | None = None, kind: str | None = None) -> int:
+    """How many shapes of the scene match the given colour and/or kind."""
     return sum((color is None or s.color == color) and (kind is None or s.kind == kind) for s in scene)
 
 
@@ -101,6 +107,7 @@ def make_question(scene: list[Shape], family: str, rng: random.Random) -> tuple[
 
 
 def format_response(observation: str, reasoning: str, answer: int | str) -> str:
+    """An observe/think/answer response for a scene, its reasoning and a final answer."""
     return f"<observe>{observation}</observe> <think>{reasoning}</think> <answer>{answer}</answer>"
 
 

@@ -82,6 +82,7 @@ def _truncate_logs(output_dir: Path, step: int) -> None:
 
 
 def resolve_checkpoint(output_dir: Path, resume: bool) -> str | None:
+    """The last ``checkpoint-*`` in ``output_dir`` when resuming (an error if there is none), else None."""
     if not resume:
         return None
     checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None

@@ -172,6 +172,7 @@ class ConciseProgress(ProgressCallback):
               ("level d", "observe_r1/curriculum_difficulty"), ("kl", "kl")]  # fmt: skip
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """Print one line per training log through the progress bar."""
         if not state.is_world_process_zero or self.training_bar is None or not logs:
             return
         if "reward" not in logs:  # end-of-training summary

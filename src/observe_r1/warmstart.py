@@ -3,7 +3,8 @@
 There are no pretrained weights on our machines, and RL needs a policy that sometimes succeeds. The demo's
 teacher writes a perfect ``<observe>`` description and reasoning but, by design, reports a count one too high
 on a fraction of the examples (``error_rate``): a systematic error the verifiable reward can see, which RL then
-has to remove (FACTS.md: from a clean warm start a few CPU minutes of GRPO sharpen sampling but teach nothing new).
+has to remove (from a clean warm start a few CPU minutes of GRPO sharpened sampling but taught nothing new;
+see docs/benchmarks.md#demo).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def collate(examples: list[dict], pad_id: int) -> dict:
     length = max(e["input_ids"].shape[1] for e in examples)
 
     def pad(key, value):
+        """Right-pad token id lists into one tensor."""
         return torch.cat(
             [torch.nn.functional.pad(e[key], (0, length - e[key].shape[1]), value=value) for e in examples]
         )

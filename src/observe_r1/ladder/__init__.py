@@ -1,4 +1,4 @@
-"""NeuraLadder: turn verifiable multimodal QA into a progressive curriculum (METHOD.md §2).
+"""NeuraLadder: turn verifiable multimodal QA into a progressive curriculum (docs/method.md §2).
 
 Stages, each ``items -> items`` and recorded in ``stats.json`` with counts and reasons for every drop:
 

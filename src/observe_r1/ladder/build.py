@@ -21,6 +21,7 @@ from observe_r1.ladder.stages import easy_filter, ingest, rate, stable_hash, ver
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
+    """A shard spec ``i/n`` as ``(i, n)``; no shard is ``(0, 1)``."""
     if not shard:
         return 0, 1
     try:
@@ -84,6 +85,7 @@ def build(
 
 
 def level_table(items: list[dict], k: int) -> list[dict]:
+    """Items, mean complexity and share per difficulty level ``c/k``, easy to hard."""
     rows = []
     for c in range(k + 1):
         level = Fraction(c, k)
@@ -177,6 +179,7 @@ def plot_stats(ladder_dir: str | Path) -> Path:
 
 
 def format_stats(ladder_dir: str | Path) -> str:
+    """The stage counts and level table of a ladder directory, as text."""
     stats = json.loads((Path(ladder_dir) / "stats.json").read_text())
     lines = ["stage                                   in     out  drops"]
     for st in stats["stages"]:

@@ -25,6 +25,7 @@ ANSWER_ONLY_PROMPT = "Look at the image and give only the final answer, with no 
 
 
 def stable_hash(text: str) -> int:
+    """A hash of ``text`` that is the same in every process and run (for shards and seeds)."""
     return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
 
 
