@@ -194,8 +194,16 @@ def test_eval_refuses_responses_for_another_benchmark(tmp_path):
 def test_question_only_in_the_image_gets_a_prompt():
     from observe_r1.layouts import IMAGE_ONLY_QUESTION, parse_row
 
-    row = {"id": "528", "question": "<image1>", "options": [], "answer": "15", "solution": None, "level": 3,
-           "subject": "arithmetic", "image": "images/528.jpg"}  # MATH-V test row 528, as published
+    row = {
+        "id": "528",
+        "question": "<image1>",
+        "options": [],
+        "answer": "15",
+        "solution": None,
+        "level": 3,
+        "subject": "arithmetic",
+        "image": "images/528.jpg",
+    }  # MATH-V test row 528, as published
     assert parse_row(row, "mathvision")["problem"] == IMAGE_ONLY_QUESTION
 
 

@@ -104,8 +104,10 @@ class TrainScriptArguments:
     )
     image_root: str | None = field(
         default=None,
-        metadata={"help": "Folder where relative image paths are looked for first (then the data file's folder "
-                  "and its parents)."},
+        metadata={
+            "help": "Folder where relative image paths are looked for first (then the data file's folder "
+            "and its parents)."
+        },
     )
     layout: str | None = field(
         default=None, metadata={"help": "Force a data layout (canonical, mathvision, mathvista, …); default: detect."}
