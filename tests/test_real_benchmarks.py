@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from observe_r1.cli import app
 from observe_r1.data import DataError, load_grpo_dataset, load_items, read_rows
-from observe_r1.jsonl import write_jsonl
+from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.ladder.stages import ingest
 from observe_r1.rewards import score_completions
 from tests.helpers import benchmark_file
@@ -222,3 +222,19 @@ def test_tiny_model_eval_on_published_files(tiny_model_dir, tmp_path):
         assert result.exit_code == 0, result.output
         rows = [json.loads(line) for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
         assert len(rows) == 4 and all(isinstance(r["correct"], bool) for r in rows)
+
+
+def test_ladder_build_and_mix_on_a_published_file(tiny_model_dir, tmp_path):
+    out = tmp_path / "ladder"
+    source = str(benchmark_file(FILES["wemath"]))
+    result = CliRunner().invoke(app, ["ladder", "build", "--source", source, "--model", str(tiny_model_dir),
+                                      "--out", str(out), "--k", "2", "--max-new-tokens", "4", "--no-easy-filter",
+                                      "--prune-percentile", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ladder = read_jsonl(out / "ladder.jsonl")
+    assert len(ladder) == 30 and all(len(item["choices"]) >= 4 and item["answer"] in "ABCDE" for item in ladder)
+    assert all("(A) " in item["problem"] for item in ladder)
+    result = CliRunner().invoke(app, ["ladder", "mix", str(out), "--out", str(tmp_path / "train.jsonl")])
+    assert result.exit_code == 0, result.output
+    dataset, _ = load_grpo_dataset(tmp_path / "train.jsonl")  # the training table keeps the options for scoring
+    assert len(dataset) == 30 and all(len(choices) >= 4 for choices in dataset["choices"])
