@@ -63,3 +63,16 @@ def test_decompression_bomb_is_refused(tmp_path):
     path = _write(tmp_path, [{"problem": "q", "answer": "1", "images": ["big.png"]}])
     with pytest.raises(DataError, match="field 'images': unreadable image"):
         load_items(path)
+
+
+def test_loading_checks_latex_golds_without_starting_worker_processes(tmp_path):
+    from observe_r1 import mathpool
+
+    mathpool._MATH_POOL._reset()
+    rows = [{"problem": "q", "answer": "\\frac{1}{2}", "images": ["ok.png"]},
+            {"problem": "q", "answer": "x^2+1", "images": ["ok.png"]}]  # fmt: skip
+    records, _ = load_items(_write(tmp_path, rows))
+    assert len(records) == 2 and mathpool._MATH_POOL._pool is None
+    with pytest.raises(DataError, match="can't be parsed"):
+        load_items(_write(tmp_path, [{"problem": "q", "answer": "\\frac{1}{2", "images": ["ok.png"]}]))
+    assert mathpool._MATH_POOL._pool is None

@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from observe_r1.layouts import IMAGE_FIELDS, PARSERS, RowError, detect_layout, parse_row
-from observe_r1.mathpool import INTEGER, MAX_ANSWER_CHARS, math_equal
+from observe_r1.mathpool import INTEGER, MAX_ANSWER_CHARS, gold_parses
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
 from observe_r1.rewards import gold_kind
 
@@ -221,7 +221,7 @@ def check_gold(answer: object) -> str | None:
     if len(answer) > MAX_ANSWER_CHARS:
         return f"answer longer than {MAX_ANSWER_CHARS} characters"
     if gold_kind(answer) == "math" and not INTEGER.fullmatch(answer):
-        if math_equal(answer, answer) is None:
+        if not gold_parses(answer):
             return f"answer {answer[:60]!r} can't be parsed as a number or LaTeX"
     return None
 

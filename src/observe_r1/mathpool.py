@@ -127,6 +127,20 @@ _MATH_POOL = _MathPool()
 atexit.register(_MATH_POOL._reset)
 
 
+def gold_parses(gold: str, *, timeout: float = 3.0) -> bool:
+    """Whether math-verify can read ``gold`` (checked while loading data). On the main thread it runs here,
+    bounded by SIGALRM (the previous handler is restored), so loading a dataset starts no worker processes;
+    elsewhere it goes to the pool. A gold that takes longer than ``timeout`` to read counts as unreadable."""
+    if threading.current_thread() is not threading.main_thread():
+        return math_equal(gold, gold, timeout=timeout) is not None
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        result = _math_chunk([(gold, gold)], timeout)[0]
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return result not in (None, "timeout")
+
+
 def math_equal(prediction: str, gold: str, *, timeout: float = 3.0, workers: int = 1) -> bool | None:
     """Equivalence of two math answers; integers compare in-process, the rest in a time-bounded worker."""
     return math_equal_many([(prediction, gold)], timeout=timeout, workers=workers)[0]
