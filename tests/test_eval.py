@@ -134,3 +134,17 @@ def test_real_tiny_model_eval_and_compare(tiny_model_dir, tmp_path):
     ]
     compare([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp")
     assert (tmp_path / "cmp" / "compare.png").is_file() and "| a |" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_compare_keeps_runs_whose_folders_share_a_name(tmp_path, image_file):
+    rows = [{"id": "a", "problem": "p1", "answer": "3", "images": [image_file]}]
+    bench = _write_jsonl(tmp_path / "b.jsonl", rows)
+    right = ScriptedModel({"p1": ("<observe>o</observe> <think>t</think> <answer>3</answer>", 5)})
+    wrong = ScriptedModel({"p1": ("<observe>o</observe> <think>t</think> <answer>4</answer>", 5)})
+    evaluate(wrong, bench, tmp_path / "before" / "greedy")
+    evaluate(right, bench, tmp_path / "after" / "greedy")
+    compare([tmp_path / "before" / "greedy", tmp_path / "after" / "greedy"], tmp_path / "cmp")
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| before/greedy | 0.000 |" in table and "| after/greedy | 1.000 |" in table
+    compare([tmp_path / "before" / "greedy", tmp_path / "after" / "greedy"], tmp_path / "cmp2", ["before", "after"])
+    assert "| after | 1.000 |" in (tmp_path / "cmp2" / "compare.md").read_text()

@@ -161,7 +161,8 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
         trainer = run_rl(out / "warmstart", train_file, out / "rl", scale, floor, seed)
     with stage("7. evaluate after RL", timings):
         after = evaluate_both(out / "rl" / "final", heldout, out / "eval-after", scale)
-        compare([out / "eval-before" / "greedy", out / "eval-after" / "greedy"], out / "plots")
+        compare([out / "eval-before" / "greedy", out / "eval-after" / "greedy"], out / "plots",
+                labels=["before RL", "after RL"])  # fmt: skip
         plot_metrics(out / "rl" / "metrics.jsonl", out / "plots")
         shutil.copy(out / "ladder" / "stats.png", out / "plots" / "ladder.png")
 

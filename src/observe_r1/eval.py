@@ -195,8 +195,27 @@ def summary_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare(run_dirs: list[str | Path], out: str | Path) -> Path:
-    """Side-by-side table (``compare.md``) and bar chart (``compare.png``) of several eval directories."""
+def run_labels(run_dirs: list[str | Path]) -> list[str]:
+    """Short, distinct labels for eval directories: the folder name, with parents added where names repeat.
+
+    >>> run_labels(["demo/eval-before/greedy", "demo/eval-after/greedy", "evals/base"])
+    ['eval-before/greedy', 'eval-after/greedy', 'base']
+    """
+    parts = [Path(d).parts for d in run_dirs]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(p[-k:]) for p, k in zip(parts, depth, strict=True)]
+        repeated = {label for label in labels if labels.count(label) > 1}
+        grow = [i for i, label in enumerate(labels) if label in repeated and depth[i] < len(parts[i])]
+        if not grow:
+            return labels
+        for i in grow:
+            depth[i] += 1
+
+
+def compare(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
+    """Side-by-side table (``compare.md``) and bar chart (``compare.png``) of several eval directories, labelled
+    ``labels`` (default: :func:`run_labels`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,7 +223,12 @@ def compare(run_dirs: list[str | Path], out: str | Path) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {Path(d).name: json.loads((Path(d) / "results.json").read_text()) for d in run_dirs}
+    labels = labels or run_labels(run_dirs)
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct; got {labels}")
+    results = {
+        label: json.loads((Path(d) / "results.json").read_text()) for label, d in zip(labels, run_dirs, strict=True)
+    }
     keys = ["accuracy", "format_rate", "mean_tokens_correct", "mean_tokens_incorrect"]
     lines = ["| run | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, r in results.items():

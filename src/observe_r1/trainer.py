@@ -10,11 +10,13 @@ Launch (the same code on a laptop and a cluster)::
 from __future__ import annotations
 
 import copy
+import sys
 from collections import Counter
 from pathlib import Path
 
 import torch
 from accelerate.utils import gather, gather_object
+from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
 from trl import GRPOTrainer
 
@@ -170,6 +172,12 @@ class ConciseProgress(ProgressCallback):
               ("|adv|", "observe_r1/advantage_abs_mean"),
               ("zero-std", "frac_reward_zero_std"), ("len", "completions/mean_length"),
               ("level d", "observe_r1/curriculum_difficulty"), ("kl", "kl")]  # fmt: skip
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """The bar only on a terminal: in a log file its carriage returns glue it to the step lines."""
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, disable=not sys.stderr.isatty())
+        self.current_step = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         """Print one line per training log through the progress bar."""
