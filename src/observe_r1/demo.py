@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from observe_r1.config import ObserveR1Config
 from observe_r1.data import load_grpo_dataset
@@ -92,8 +93,38 @@ def bonus_floor(ladder_dir: Path, percentile: float = 90.0) -> int:
     return int(lengths[int(len(lengths) * percentile / 100)]) if lengths else 0
 
 
+class LearningCurve(TrainerCallback):
+    """Held-out greedy accuracy at fractions of the RL steps, measured inside training (greedy decoding draws no
+    random numbers, so the run trains exactly as it would without it)."""
+
+    def __init__(self, heldout: Path, out: Path, max_new_tokens: int, fractions=(0.25, 0.5, 0.75)):
+        self.heldout, self.out, self.max_new_tokens, self.fractions = heldout, out, max_new_tokens, fractions
+        self.points: list[dict] = []
+        self.steps: set[int] = set()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Decide the steps to measure at, from the run's length."""
+        self.steps = {max(1, round(f * state.max_steps)) for f in self.fractions} - {state.max_steps}
+
+    def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        """Evaluate the current policy greedily when a measuring step is reached."""
+        if state.global_step not in self.steps:
+            return
+        generator = HFGenerator(model, processing_class, batch_size=64, max_new_tokens=self.max_new_tokens)
+        result = evaluate(generator, self.heldout, self.out / f"step-{state.global_step}")
+        model.train()
+        self.points.append({"step": state.global_step, "accuracy": result["accuracy"]})
+
+
 def run_rl(
-    model_dir: Path, train_file: Path, out: Path, scale: DemoScale, floor: int, seed: int, **recipe
+    model_dir: Path,
+    train_file: Path,
+    out: Path,
+    scale: DemoScale,
+    floor: int,
+    seed: int,
+    callbacks: list | None = None,
+    **recipe,
 ) -> ObserveR1Trainer:
     """Observe-R1 RL from ``model_dir`` on ``train_file``; ``recipe`` overrides config fields (ablations)."""
     model, processor = load_policy(model_dir)
@@ -107,7 +138,7 @@ def run_rl(
         max_steps=steps, logging_steps=1, save_strategy="no", report_to=["tensorboard"], seed=seed,
         bonus_min_length=floor, reward_workers=1, disable_tqdm=False, **{"curriculum": "ordered", **recipe},
     )  # fmt: skip
-    trainer = build_trainer(model, processor, dataset, config)
+    trainer = build_trainer(model, processor, dataset, config, callbacks=callbacks)
     trainer.train()
     save_final(trainer, processor)
     return trainer
@@ -157,13 +188,17 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
         print(f"   levels: {[row['count'] for row in stats['levels']]}; bonus floor {floor} tokens")
     with stage("5. evaluate the warm start on the held-out split", timings):
         before = evaluate_both(out / "warmstart", heldout, out / "eval-before", scale)
-    with stage("6. Observe-R1 RL in ladder order", timings):
-        trainer = run_rl(out / "warmstart", train_file, out / "rl", scale, floor, seed)
+    with stage("6. Observe-R1 RL in ladder order (held-out greedy accuracy measured at 25/50/75 %)", timings):
+        curve = LearningCurve(heldout, out / "eval-during", scale.max_new_tokens)
+        trainer = run_rl(out / "warmstart", train_file, out / "rl", scale, floor, seed, callbacks=[curve])
     with stage("7. evaluate after RL", timings):
         after = evaluate_both(out / "rl" / "final", heldout, out / "eval-after", scale)
         compare([out / "eval-before" / "greedy", out / "eval-after" / "greedy"], out / "plots",
                 labels=["before RL", "after RL"])  # fmt: skip
         plot_metrics(out / "rl" / "metrics.jsonl", out / "plots")
+        learning_curve = [{"step": 0, "accuracy": before["greedy"]["accuracy"]}, *curve.points,
+                          {"step": trainer.state.global_step, "accuracy": after["greedy"]["accuracy"]}]  # fmt: skip
+        plot_learning_curve(learning_curve, majority_baseline(heldout), out / "plots" / "learning_curve.png")
         shutil.copy(out / "ladder" / "stats.png", out / "plots" / "ladder.png")
 
     summary = {
@@ -178,6 +213,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
         "per_family_before": before["greedy"]["per_category"],
         "per_family_after": after["greedy"]["per_category"],
         "majority_baseline": majority_baseline(heldout),
+        "learning_curve": learning_curve,
         "sft_final_loss": losses[-1],
         "rl_steps": trainer.state.global_step,
         "bonus_min_length": floor,
@@ -193,6 +229,28 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
     print(f"\naccuracy (held-out, greedy): {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f}")
     print(f"report: {out / 'report.md'}")
     return summary
+
+
+def plot_learning_curve(points: list[dict], baseline: float, path: Path) -> Path:
+    """Held-out greedy accuracy against RL steps, with the majority-answer baseline as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p["step"] for p in points], [p["accuracy"] for p in points], marker="o", label="Observe-R1 (greedy)")
+    ax.axhline(baseline, color="grey", linestyle="--", label=f"majority answer ({baseline:.3f})")
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("learning curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def print_sft_step(step: int, loss: float) -> None:
@@ -218,6 +276,7 @@ def report_markdown(s: dict) -> str:
         f"| {f} | {s['per_family_before'][f]:.2f} | {s['per_family_after'].get(f, 0):.2f} |" for f in fams
     )
     timing = "\n".join(f"| {k} | {v} |" for k, v in s["stage_seconds"].items())
+    curve = "\n".join(f"| {p['step']} | {p['accuracy']:.3f} |" for p in s["learning_curve"])
     return f"""# observe-r1 demo report
 
 A {s["scale"]["model_size"]} Qwen2.5-VL built locally learns to count coloured shapes with Observe-R1.
@@ -240,13 +299,20 @@ Majority-answer baseline: {s["majority_baseline"]:.3f}. RL: {s["rl_steps"]} step
 bonus floor {s["bonus_min_length"]} tokens (90th percentile of correct rating responses), KL β =
 {s["scale"]["beta"]}, learning rate {s["scale"]["learning_rate"]}.
 
+Learning curve (held-out greedy accuracy, `plots/learning_curve.png`):
+
+| RL step | accuracy |
+|---|---|
+{curve}
+
 | family | greedy before | greedy after |
 |---|---|---|
 {rows}
 
-Plots: `plots/rewards.png`, `plots/length.png`, `plots/weight.png`, `plots/curriculum.png`, `plots/ladder.png`,
-`plots/compare.png`. The training sequence stops at difficulty {s["scale"]["max_difficulty"]}: the levels above
-it (items the warm start solved at most once in {s["scale"]["k"]} samples) are left for review, not trained on.
+Plots: `plots/learning_curve.png`, `plots/rewards.png`, `plots/length.png`, `plots/weight.png`,
+`plots/curriculum.png`, `plots/ladder.png`, `plots/compare.png`. The training sequence stops at difficulty
+{s["scale"]["max_difficulty"]}: the levels above it (items the warm start solved at most once in
+{s["scale"]["k"]} samples) are left for review, not trained on.
 
 | stage | seconds |
 |---|---|
