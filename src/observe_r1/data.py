@@ -183,26 +183,27 @@ class ImageResolver:
         raise FileNotFoundError(f"image file not found: {rel} (looked in {tried}; pass --image-root DIR)")
 
 
-def _open(ref) -> Image.Image:
+def _open_checked(ref) -> Image.Image:
+    """Open a resolved reference, reading only the header: raise if it is unreadable or a decompression bomb."""
     if isinstance(ref, Image.Image):
         return ref
-    return Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref)
+    image = Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref)
+    width, height = image.size
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        image.close()
+        raise ValueError(f"{width}x{height} pixels exceeds the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}")
+    return image
 
 
 def check_image(ref) -> None:
     """Read the header only: raise if the image is unreadable or a decompression bomb."""
-    if isinstance(ref, Image.Image):
-        return
-    with _open(ref) as image:
-        width, height = image.size
-    if width * height > Image.MAX_IMAGE_PIXELS:
-        raise ValueError(f"{width}x{height} pixels exceeds the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}")
+    if not isinstance(ref, Image.Image):
+        _open_checked(ref).close()
 
 
 def open_image(ref) -> Image.Image:
-    """Decode a resolved reference (absolute path, bytes or PIL image) as RGB."""
-    check_image(ref)
-    image = _open(ref)
+    """Decode a resolved reference (absolute path, bytes or PIL image) as RGB, opening the file once."""
+    image = _open_checked(ref)
     image.load()
     return image.convert("RGB")
 

@@ -167,16 +167,14 @@ def score_responses(
     rows = score_predictions(scored, [by_id[it["id"]] for it in scored])
     write_jsonl(out / "predictions.jsonl", rows)
     samples = max(len(v) for v in by_id.values())
-    results = _write_results(scored, rows, out, benchmark, samples=samples, temperature=None)
-    results["n_missing"] = len(items) - len(scored)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    return results
+    return _write_results(scored, rows, out, benchmark, samples=samples, temperature=None,
+                          n_missing=len(items) - len(scored))  # fmt: skip
 
 
-def _write_results(items, rows, out: Path, benchmark, *, samples, temperature) -> dict:
+def _write_results(items, rows, out: Path, benchmark, *, samples, temperature, **extra) -> dict:
     order = {it["id"]: i for i, it in enumerate(items)}
     rows = sorted((r for r in rows if r["id"] in order), key=lambda r: (order[r["id"]], r["sample"]))
-    results = {"benchmark": str(benchmark), "samples": samples, "temperature": temperature, **aggregate(rows)}
+    results = {"benchmark": str(benchmark), "samples": samples, "temperature": temperature, **aggregate(rows), **extra}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "summary.md").write_text(summary_markdown(results))
     return results

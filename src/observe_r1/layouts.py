@@ -179,12 +179,13 @@ def readable(value) -> str:
     return str(value)
 
 
-def _item(row_id, question, answer, images, *, choices=(), category="all", hint=None, **extra) -> dict:
+def _item(row_id, question, answer, images, *, choices=(), category="all", hint=None, render=True, **extra) -> dict:
+    """The item of one row; ``render=False`` keeps the question as written (canonical rows are already rendered)."""
     choices = list(choices)
     question = strip_placeholders(str(question or ""), len(images))
     if not question and images:  # the whole question is in the image (MATH-V has such rows)
         question = IMAGE_ONLY_QUESTION
-    problem = render_problem(question, choices, hint)
+    problem = render_problem(question, choices, hint) if render else question
     item = {"id": "" if row_id is None else str(row_id), "problem": problem, "answer": str(answer).strip(),
             "choices": choices, "images": images, "category": readable(category), "precision": None, "unit": None,
             "answer_type": None}  # fmt: skip
@@ -295,12 +296,9 @@ def _canonical(row):
     choices = parse_list(row.get("choices"), "choices")
     if not isinstance(problem, str) or not problem.strip():
         raise RowError("problem", "empty or missing problem")
-    item = {"id": str(row.get("id", row.get("_key", ""))), "problem": strip_placeholders(problem, len(images)),
-            "answer": str(row["answer"]).strip(), "choices": choices, "images": images,
-            "category": readable(row.get("category", row.get("family"))), "precision": row.get("precision"),
-            "unit": row.get("unit"), "answer_type": row.get("answer_type")}  # fmt: skip
-    item.update({k: row[k] for k in CANONICAL_EXTRAS if row.get(k) is not None})
-    return item
+    extras = {k: row.get(k) for k in ("precision", "unit", "answer_type", *CANONICAL_EXTRAS)}
+    return _item(row.get("id", row.get("_key")), problem, row["answer"], images, choices=choices,
+                 category=row.get("category", row.get("family")), render=False, **extras)  # fmt: skip
 
 
 PARSERS = {"mathvista": _mathvista, "mathverse": _mathverse, "mathvision": _mathvision, "wemath": _wemath,

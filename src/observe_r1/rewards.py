@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from observe_r1.layouts import LETTERS
 from observe_r1.mathpool import REWARD_STATS, math_equal_many
 
 TAGS = ("<observe>", "</observe>", "<think>", "</think>", "<answer>", "</answer>")
@@ -70,7 +71,6 @@ def extract_answer(completion: str) -> str | None:
 
 
 # -------------------------------------------------------------------------------------------- accuracy (§3)
-LETTERS = "ABCDEFGHIJ"
 _LETTER_SET_GOLD = re.compile(r"[A-J](?:\s*,\s*[A-J])+")
 _LETTER_GOLD = re.compile(r"\(?([A-J])\)?")
 _LETTER_TOKEN = re.compile(r"(?<![A-Za-z0-9])\(?([A-J])(?![A-Za-z0-9])")
@@ -87,12 +87,6 @@ def gold_kind(answer: str) -> str:
     if _TEXT_GOLD.fullmatch(answer):
         return "text"
     return "math"
-
-
-def read_option_letter(prediction: str) -> str | None:
-    """The option letter a prediction names as a standalone token (``B``, ``(B) 5 cm``, ``B:``); None if 0 or 2+."""
-    letters = _letters_in(prediction, "ABCDEF")
-    return letters.pop() if len(letters) == 1 else None
 
 
 def _normalize_text(text: str) -> str:

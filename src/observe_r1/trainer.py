@@ -125,9 +125,6 @@ class ObserveR1Trainer(GRPOTrainer):
         local = len(inputs)
         start = self.accelerator.process_index * local
         output["advantages"] = advantages[start : start + local].to(output["advantages"].dtype)
-        if "mm_token_type_ids" in output and self._image_pad_token_id is not None:  # what the loss forward reads
-            ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
-            output["mm_token_type_ids"] = image_token_types(ids, self._image_pad_token_id, self._video_pad_token_id)
         self._log_observe_r1(mode, inputs, result, correct, rewards_per_func, lengths)
         return output
 

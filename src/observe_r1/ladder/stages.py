@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from observe_r1.data import DataError, load_items, open_image
+from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
 from observe_r1.mathpool import MAX_ANSWER_CHARS
 from observe_r1.rewards import gold_kind, score_completions
@@ -77,7 +77,7 @@ def _store(record: dict, item_id: str, out: Path) -> list[str]:
 
 def load_images(item: dict, base: Path) -> dict:
     """The item with its images (paths under ``base``) decoded, for one generation batch."""
-    return {**item, "images": [open_image(str(base / p)) for p in item["images"]]}
+    return with_images({**item, "images": [str(base / p) for p in item["images"]]})
 
 
 def verifiable_filter(items: list[dict], *, max_text_words: int = 3) -> tuple[list[dict], Counter]:
