@@ -116,3 +116,30 @@ class ImagePositionCheck:
             bad |= pads.sum(dim=1) != grid.prod(dim=1) // self.merge
         self.misaligned.append(int(bad.sum()))
         self.image_tokens.update(int(n) for n in pads.sum(dim=1))
+
+
+class ScriptedGroups:
+    """Scripted 'accuracy' per prompt row: rows in ``constant_rows`` score 0.0 on every completion (a group with
+    zero advantage); any other prompt scores 1.0 on the first completion of its run in the batch and ``tail`` on
+    the others, so its group always has reward variance (also when a group is split across processes)."""
+
+    __name__ = "accuracy"
+
+    def __init__(self, constant_rows=(), tail=lambda text: 0.0):
+        self.constant_rows, self.tail = set(constant_rows), tail
+
+    def __call__(self, completions, row, **kwargs):
+        out = []
+        for i, (completion, r) in enumerate(zip(completions, row, strict=True)):
+            if r in self.constant_rows:
+                out.append(0.0)
+            elif i == 0 or row[i - 1] != r:
+                out.append(1.0)
+            else:
+                out.append(self.tail(completion_text(completion)))
+        return out
+
+
+def length_parity_tail(text: str) -> float:
+    """A completion-dependent score below the 0.5 'correct' threshold."""
+    return 0.25 * (len(text) % 2)

@@ -41,15 +41,18 @@ def _consumed(out):
     return [json.loads(line) for line in (out / "consumed.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.timeout(400)
-def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path):
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("extra", [[], ["--dynamic-sampling", "true", "--max-generation-rounds", "2"]],
+                         ids=["plain", "dynamic_sampling"])  # fmt: skip
+def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path, extra):
     data = write_dataset(generate_items(48, seed=5), tmp_path / "data")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     straight = tmp_path / "straight"
-    subprocess.run(_train_cmd(tiny_model_dir, data, straight), check=True, capture_output=True, env=env, timeout=300)
+    subprocess.run(_train_cmd(tiny_model_dir, data, straight, *extra), check=True, capture_output=True, env=env,
+                   timeout=300)  # fmt: skip
 
     crashed = tmp_path / "crashed"
-    proc = subprocess.Popen(_train_cmd(tiny_model_dir, data, crashed), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_train_cmd(tiny_model_dir, data, crashed, *extra), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -64,10 +67,39 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
     interrupted_at = len(_consumed(crashed))
     assert interrupted_at < 12
 
-    subprocess.run(_train_cmd(tiny_model_dir, data, crashed, "--resume", "true"), check=True, capture_output=True,
-                   env=env, timeout=300)  # fmt: skip
+    subprocess.run(_train_cmd(tiny_model_dir, data, crashed, *extra, "--resume", "true"), check=True,
+                   capture_output=True, env=env, timeout=300)  # fmt: skip
     assert _consumed(crashed) == _consumed(straight)
+    if extra:  # the resumed run continued the prompt cursor, dropped groups included
+        assert all("dropped" in row for row in _consumed(crashed))
+        assert (crashed / "checkpoint-4" / "dynamic_sampling.json").is_file()
     assert [row["step"] for row in _consumed(crashed)] == list(range(12))
     metrics = [json.loads(line) for line in (crashed / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in metrics] == list(range(1, 13))
     assert (crashed / "plots" / "rewards.png").is_file()
+
+
+def test_dynamic_sampling_with_groups_split_across_two_processes(tiny_model_dir, tmp_path):
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533",
+           str(ROOT / "tests/dist/dynamic_sampling.py"), str(tiny_model_dir), str(tmp_path)]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    consumed = _consumed(tmp_path / "run")
+    ids = [f"synth-0-{i}" for i in range(24)]
+    # rows 0, 3, 6, 9 are constant: round 1 = rows 0-2, round 2 = rows 3-5 -> train 1, 2, 4 (5 is surplus)
+    assert [row["ids"] for row in consumed] == [[ids[1], ids[2], ids[4]], [ids[7], ids[8], ids[10]]]
+    assert [row["dropped"] for row in consumed] == [[ids[0], ids[3]], [ids[6], ids[9]]]
+    assert [row["surplus"] for row in consumed] == [[ids[5]], [ids[11]]]
+    images = ranks[0]["image_sums"]
+    for step, row in enumerate(consumed):
+        # the loss's rows across both processes: 3 groups of 4 in trained order, the middle group split 2/2
+        advantages = ranks[0]["steps"][step]["advantages"] + ranks[1]["steps"][step]["advantages"]
+        pixels = ranks[0]["steps"][step]["pixel_sums"] + ranks[1]["steps"][step]["pixel_sums"]
+        for j, prompt_id in enumerate(row["ids"]):
+            # the scripted reward pays the first completion of a group on each process: the middle prompt of a
+            # round (row 3k+1) was generated split 2/2, so it was paid twice, at its completions 0 and 2
+            paid = {0, 2} if int(prompt_id.rsplit("-", 1)[1]) % 3 == 1 else {0}
+            group = advantages[4 * j : 4 * j + 4]
+            assert {m for m in range(4) if group[m] > 0} == paid and all(group[m] < 0 for m in set(range(4)) - paid)
+            assert pixels[4 * j : 4 * j + 4] == [images[prompt_id]] * 4

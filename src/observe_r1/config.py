@@ -45,6 +45,20 @@ class ObserveR1Config(GRPOConfig):
             "processes and resumes; `shuffled`: random order (the random-order ablation and plain GRPO)."
         },
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop groups whose advantages are all zero and generate groups for the next prompts of the "
+            "training order instead, up to max_generation_rounds per step (docs/dynamic_sampling.md)."
+        },
+    )
+    max_generation_rounds: int = field(
+        default=4,
+        metadata={
+            "help": "With dynamic_sampling: at most this many generation rounds per step; when they run out, the "
+            "step trains on the informative groups it has, filled up with the earliest uninformative ones."
+        },
+    )
     system_prompt: str = field(
         default=SYSTEM_PROMPT, metadata={"help": "System prompt asking for <observe>, <think> and <answer>."}
     )
@@ -76,6 +90,8 @@ class ObserveR1Config(GRPOConfig):
             )
         if self.bonus_coef < 0 or self.bonus_min_length < 0:
             raise ValueError("bonus_coef and bonus_min_length must be >= 0 (use --use_bonus false to turn it off)")
+        if self.max_generation_rounds < 1:
+            raise ValueError(f"max_generation_rounds must be >= 1; got {self.max_generation_rounds}")
         if self.reward_weights is not None:
             raise ValueError(
                 "set accuracy_weight / format_weight instead of reward_weights (weights follow the reward "

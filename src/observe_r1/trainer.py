@@ -10,17 +10,22 @@ Launch (the same code on a laptop and a cluster)::
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from accelerate.utils import gather, gather_object
+from datasets import Dataset, IterableDataset
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from observe_r1.algo import group_advantages
+from observe_r1.algo import GroupAdvantages, group_advantages
+from observe_r1.dynamic import PromptCursor, merge_rows, select_groups, split_rows, to_device
 from observe_r1.jsonl import append_jsonl
 from observe_r1.mathpool import REWARD_STATS
 from observe_r1.models import VISION_TOKENS
@@ -85,6 +90,14 @@ class ObserveR1Trainer(GRPOTrainer):
         self._gathered_lengths: torch.Tensor | None = None  # set by _calculate_rewards, read right after
         self._gathered_rewards: torch.Tensor | None = None
         self.consumed_log = Path(consumed_log) if consumed_log else None
+        self._cursor: PromptCursor | None = None
+        if args.dynamic_sampling:
+            if not isinstance(self.train_dataset, Dataset) or isinstance(self.train_dataset, IterableDataset):
+                raise ValueError("dynamic_sampling needs a map-style datasets.Dataset (rows read by index)")
+            epochs = None if args.max_steps > 0 else math.ceil(args.num_train_epochs)
+            self._cursor = PromptCursor(len(self.train_dataset), shuffle=args.shuffle_dataset, seed=args.seed,
+                                        max_epochs=epochs)  # fmt: skip
+            self._cursor_at_generation = self._cursor.state_dict()
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         if kwargs.get("mm_token_type_ids") is not None and self._image_pad_token_id is not None:
@@ -103,9 +116,21 @@ class ObserveR1Trainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
+        if self.args.dynamic_sampling and self.model.training:
+            return self._generate_with_refills(len(inputs))
+        output, groups = self._generate_round(inputs)
         mode = "train" if self.model.training else "eval"
-        G = self.num_generations if mode == "train" else self.num_generations_eval
+        self._log_observe_r1(mode, groups)
+        if mode == "train":
+            self._log_sampling(generated=groups, trained=groups, rounds=1)
+            self._log_consumed(trained=groups.group_ids())
+        return output
+
+    def _generate_round(self, inputs) -> tuple[dict, GroupBatch]:
+        """TRL's generation and scoring of ``inputs`` (this process's rows) with the Observe-R1 advantages of the
+        whole gathered groups; returns the output (this process's slice) and the gathered groups."""
+        output = super()._generate_and_score_completions(inputs)
+        G = self.num_generations if self.model.training else self.num_generations_eval
         rewards_per_func = self._gathered_rewards
         correct = (rewards_per_func[:, self._accuracy_index] > 0.5).view(-1, G)
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1).view(-1, G)
@@ -125,12 +150,74 @@ class ObserveR1Trainer(GRPOTrainer):
         local = len(inputs)
         start = self.accelerator.process_index * local
         output["advantages"] = advantages[start : start + local].to(output["advantages"].dtype)
-        self._log_observe_r1(mode, inputs, result, correct, rewards_per_func, lengths)
-        return output
+        rows = gather_object([(x.get("id"), x.get("row", -1), x.get("difficulty", -1.0)) for x in inputs])
+        return output, GroupBatch(result, correct, rewards_per_func, lengths, rows)
 
-    def _log_observe_r1(self, mode, inputs, result, correct, rewards_per_func, lengths):
-        """Log what :func:`group_advantages` used (bonus, weight, pass rate), never a recomputation."""
+    def _generate_with_refills(self, local: int) -> dict:
+        """Dynamic sampling: rounds of generation for the next prompts of :class:`PromptCursor` until the step
+        has ``generation_batch_size / G`` informative groups or ``max_generation_rounds`` is reached; returns this
+        process's rows of the trained groups (see observe_r1.dynamic)."""
+        G, world, rank = self.num_generations, self.accelerator.num_processes, self.accelerator.process_index
+        prompts_per_round = local * world // G
+        self._cursor_at_generation = self._cursor.state_dict()
+        outputs, batches = [], []
+        while len(batches) < self.args.max_generation_rounds:
+            indices = self._cursor.take(prompts_per_round, new_epoch=not batches)
+            if indices is None:  # the epoch ends: train on what there is
+                break
+            rows = [i for i in indices for _ in range(G)][rank * local : (rank + 1) * local]
+            output, groups = self._generate_round([self.train_dataset[i] for i in rows])
+            outputs.append(output)
+            batches.append(groups)
+            if sum(int(b.informative().sum()) for b in batches) >= prompts_per_round:
+                break
+        if not batches:
+            raise RuntimeError("dynamic sampling: no prompts left to generate for (the epoch limit is reached)")
+        trained, dropped, surplus = select_groups([b.informative().tolist() for b in batches], prompts_per_round)
+        merged = self._gather_rows(outputs, trained, local)
+        chosen = GroupBatch.cat([batches[r].take([g]) for r, g in trained])
+        generated = GroupBatch.cat(batches)
+        self._log_observe_r1("train", chosen)
+        self._log_sampling(generated=generated, trained=chosen, rounds=len(batches))
+
+        def ids(pairs):
+            return [batches[r].group_ids()[g] for r, g in pairs]
+
+        self._log_consumed(trained=ids(trained), dropped=ids(dropped), surplus=ids(surplus))
+        if not self._cursor.can_take(prompts_per_round, new_epoch=True):
+            self.control.should_training_stop = True  # num_train_epochs passes over the prompts are done
+        return merged
+
+    def _gather_rows(self, outputs: list[dict], trained: list[tuple[int, int]], local: int) -> dict:
+        """This process's ``local`` rows of the trained groups, laid out as TRL lays out a generation batch
+        (global row ``j`` of the selection goes to process ``j // local``); rows generated on another process are
+        sent through ``gather_object`` (on CPU)."""
+        G, rank = self.num_generations, self.accelerator.process_index
+        wanted = [(r, g * G + m) for r, g in trained for m in range(G)]  # (round, global row) in trained order
+        mine = wanted[rank * local : (rank + 1) * local]
+        rows = {r: split_rows(output) for r, output in enumerate(outputs)}
+        device = self.accelerator.device
+        if self.accelerator.num_processes > 1:
+            send = [((r, row), to_device(rows[r][row % local], "cpu"))
+                    for j, (r, row) in enumerate(wanted)
+                    if row // local == rank and j // local != rank]  # fmt: skip
+            received = dict(gather_object(send))
+            picked = [rows[r][row % local] if row // local == rank else to_device(received[(r, row)], device)
+                      for r, row in mine]  # fmt: skip
+        else:
+            picked = [rows[r][row] for r, row in mine]
+        merged = merge_rows(picked, self._tokenizer.pad_token_id)
+        if "mm_token_type_ids" in outputs[0]:
+            ids = torch.cat([merged["prompt_ids"], merged["completion_ids"]], dim=1)
+            merged["mm_token_type_ids"] = image_token_types(ids, self._image_pad_token_id, self._video_pad_token_id)
+        loss_mask = merged["completion_mask"] * merged.get("tool_mask", 1)
+        merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        return merged
+
+    def _log_observe_r1(self, mode, groups: GroupBatch):
+        """Log what :func:`group_advantages` used (bonus, weight, pass rate) on the trained groups."""
         metrics = self._metrics[mode]
+        result, correct, lengths, rewards_per_func = groups.result, groups.correct, groups.lengths, groups.rewards
         advantages = result.advantages
         metrics["observe_r1/advantage_abs_mean"].append(advantages.abs().mean().item())
         metrics["observe_r1/advantage_std"].append(advantages.std().item())
@@ -147,18 +234,95 @@ class ObserveR1Trainer(GRPOTrainer):
         for name, mask in (("correct", correct), ("incorrect", ~correct)):
             if mask.any():
                 metrics[f"observe_r1/length_{name}"].append(lengths[mask].float().mean().item())
-        rows = gather_object([(x.get("id"), x.get("row", -1), x.get("difficulty", -1.0)) for x in inputs])
-        difficulties = [d for _, _, d in rows if d is not None and d >= 0]
+        difficulties = [d for _, _, d in groups.rows if d is not None and d >= 0]
         if difficulties:
             metrics["observe_r1/curriculum_difficulty"].append(sum(difficulties) / len(difficulties))
-        positions = [r for _, r, _ in rows if r is not None and r >= 0]
+        positions = [r for _, r, _ in groups.rows if r is not None and r >= 0]
         if positions and self.train_dataset is not None:
             metrics["observe_r1/curriculum_position"].append((max(positions) + 1) / len(self.train_dataset))
         for key in ("timeout", "unparseable_gold"):
             metrics[f"observe_r1/reward_{key}_total"].append(float(REWARD_STATS[key]))
-        if mode == "train" and self.consumed_log is not None and self.accelerator.is_main_process:
-            ids = [i for i, _, _ in rows][:: self.num_generations]  # one id per group
-            append_jsonl(self.consumed_log, [{"step": self.state.global_step, "ids": ids}])
+
+    def _log_sampling(self, generated: GroupBatch, trained: GroupBatch, rounds: int) -> None:
+        """Dynamic-sampling metrics of a training step (also without dynamic sampling, for comparison)."""
+        metrics = self._metrics["train"]
+        metrics["dynamic_sampling/zero_std_generated"].append(1.0 - generated.informative().float().mean().item())
+        metrics["dynamic_sampling/zero_std_trained"].append(1.0 - trained.informative().float().mean().item())
+        metrics["dynamic_sampling/generation_rounds"].append(float(rounds))
+        metrics["dynamic_sampling/prompts_consumed"].append(float(len(generated.group_ids())))
+
+    def _log_consumed(self, trained: list, dropped: list | None = None, surplus: list | None = None) -> None:
+        """One line of ``consumed.jsonl``: the prompt ids this step trained on (and, with dynamic sampling, the
+        ids it generated for and dropped: uninformative groups, and informative ones beyond the batch)."""
+        if self.consumed_log is None or not self.accelerator.is_main_process:
+            return
+        row = {"step": self.state.global_step, "ids": trained}
+        if dropped is not None:
+            row |= {"dropped": dropped, "surplus": surplus or []}
+        append_jsonl(self.consumed_log, [row])
+
+    def get_train_dataloader(self):
+        """With dynamic sampling, prompts come from :class:`PromptCursor`; the data loader only paces the steps
+        (it yields row numbers, so no image is decoded twice)."""
+        if not self.args.dynamic_sampling:
+            return super().get_train_dataloader()
+        dataset = self.train_dataset
+        self.train_dataset = Dataset.from_dict({"ticket": list(range(len(dataset)))})
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.train_dataset = dataset
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.dynamic_sampling and self.args.should_save:
+            # At a step boundary inside a generation block (num_iterations > 1) the block is generated again on
+            # resume, so the cursor goes back to where that generation started.
+            generate_every = self.args.steps_per_generation * self.num_iterations
+            state = self._cursor.state_dict() if self._step % generate_every == 0 else self._cursor_at_generation
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self._cursor.save(folder, state)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if self.args.dynamic_sampling and checkpoint is not None:
+            self._cursor.load(checkpoint)
+
+
+class GroupBatch(NamedTuple):
+    """Gathered groups of one generation round (or a selection of groups): what the advantages were made of."""
+
+    result: GroupAdvantages  # (n, G) advantages, bonus; (n,) weight, pass rate
+    correct: torch.Tensor  # (n, G) bool
+    rewards: torch.Tensor  # (n * G, num_reward_funcs), unweighted
+    lengths: torch.Tensor  # (n, G)
+    rows: list  # (id, row, difficulty) of each of the n * G completions
+
+    def informative(self) -> torch.Tensor:
+        """``(n,)`` bool: the group has a non-zero advantage (so it moves the policy)."""
+        return (self.result.advantages != 0).any(dim=1)
+
+    def group_ids(self) -> list:
+        """The prompt id of each group."""
+        G = self.correct.shape[1]
+        return [row[0] for row in self.rows[::G]]
+
+    def take(self, groups: list[int]) -> GroupBatch:
+        """These groups only."""
+        G = self.correct.shape[1]
+        index = torch.tensor(groups, dtype=torch.long)
+        flat = (index[:, None] * G + torch.arange(G)).flatten()
+        result = GroupAdvantages(*(t[index.to(t.device)] for t in self.result))
+        rows = [self.rows[i] for i in flat.tolist()]
+        return GroupBatch(result, self.correct[index], self.rewards[flat.to(self.rewards.device)],
+                          self.lengths[index], rows)  # fmt: skip
+
+    @staticmethod
+    def cat(batches: list[GroupBatch]) -> GroupBatch:
+        """Groups of several batches, in order."""
+        result = GroupAdvantages(*(torch.cat(parts) for parts in zip(*(b.result for b in batches), strict=True)))
+        return GroupBatch(result, torch.cat([b.correct for b in batches]), torch.cat([b.rewards for b in batches]),
+                          torch.cat([b.lengths for b in batches]), [r for b in batches for r in b.rows])  # fmt: skip
 
 
 class ConciseProgress(ProgressCallback):
@@ -167,7 +331,8 @@ class ConciseProgress(ProgressCallback):
     FIELDS = [("reward", "reward"), ("acc", "observe_r1/accuracy"), ("fmt", "observe_r1/format_rate"),
               ("bonus", "observe_r1/bonus_rate"), ("weight", "observe_r1/dyna_weight_mean"),
               ("|adv|", "observe_r1/advantage_abs_mean"),
-              ("zero-std", "frac_reward_zero_std"), ("len", "completions/mean_length"),
+              ("zero-std", "dynamic_sampling/zero_std_generated"), ("rounds", "dynamic_sampling/generation_rounds"),
+              ("len", "completions/mean_length"),
               ("level d", "observe_r1/curriculum_difficulty"), ("kl", "kl")]  # fmt: skip
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -205,6 +370,10 @@ class MetricsJsonl(TrainerCallback):
         "curriculum_position": "observe_r1/curriculum_position",
         "length_correct": "observe_r1/length_correct",
         "length_incorrect": "observe_r1/length_incorrect",
+        "zero_std_generated": "dynamic_sampling/zero_std_generated",
+        "zero_std_trained": "dynamic_sampling/zero_std_trained",
+        "generation_rounds": "dynamic_sampling/generation_rounds",
+        "prompts_consumed": "dynamic_sampling/prompts_consumed",
     }
 
     def __init__(self, path: str | Path):

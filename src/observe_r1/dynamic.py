@@ -1,0 +1,181 @@
+"""Dynamic sampling: groups that teach nothing are replaced by groups for the next prompts (docs/dynamic_sampling.md).
+
+A group whose advantages are all zero (all its shaped rewards equal, or, with the dynamic weight, all right or
+all wrong) adds nothing to the policy gradient. With ``dynamic_sampling`` on, ``ObserveR1Trainer`` generates
+another round for the *next* prompts of the training order until the step has its full number of informative
+groups or ``max_generation_rounds`` is reached, then trains on the first informative groups in order (filled up
+with the earliest zero-advantage ones when the rounds ran out).
+
+This module holds the parts that do not touch TRL's trainer state:
+
+* :class:`PromptCursor` — the training order as a cursor that every generation round advances, so a prompt is
+  drawn once per epoch however many rounds a step needs, and whose position is saved in checkpoints;
+* :func:`select_groups` — which generated groups are trained, dropped or left over;
+* :func:`split_rows` / :func:`merge_rows` — one generation output as per-completion rows and back, so that rows
+  from different rounds (and processes) can be put into one batch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from trl.trainer.utils import pad, split_pixel_values_by_grid
+
+STATE_FILE = "dynamic_sampling.json"
+
+# Keys of TRL's generation output, by how a row of them is re-padded when rows of different rounds are merged.
+PROMPT_SIDE = {"prompt_ids": "pad", "prompt_mask": 0}  # left-padded
+COMPLETION_SIDE = {  # right-padded; padded positions are masked out by completion_mask
+    "completion_ids": "pad",
+    "completion_mask": 0,
+    "old_per_token_logps": 0.0,
+    "ref_per_token_logps": 0.0,
+    "sampling_per_token_logps": 0.0,
+    "importance_sampling_ratio": 0.0,
+    "tool_mask": 1,
+}
+PER_ROW = {"advantages", "num_images"}
+PER_IMAGE = {"pixel_values", "image_grid_thw"}  # a row's images, concatenated in row order
+REBUILT = {"num_items_in_batch", "mm_token_type_ids"}  # recomputed for the merged batch
+
+
+class PromptCursor:
+    """The order in which prompts are trained, read by generation rounds instead of by the data loader.
+
+    Epoch ``e`` visits ``range(n)`` (ordered curriculum) or ``torch.randperm(n)`` seeded with ``seed + e``
+    (shuffled; epoch 0 is the order of TRL's sampler for the same seed). A round takes the next ``count``
+    prompts; when fewer than ``count`` are left in the epoch, a first round starts the next epoch (those last
+    prompts are not used, as TRL's sampler drops an incomplete last batch) and a refill round gets nothing.
+
+    >>> cursor = PromptCursor(5, shuffle=False, seed=0)
+    >>> cursor.take(2, new_epoch=True), cursor.take(2, new_epoch=False), cursor.take(2, new_epoch=False)
+    ([0, 1], [2, 3], None)
+    >>> cursor.take(2, new_epoch=True), cursor.state_dict()
+    ([0, 1], {'epoch': 1, 'position': 2})
+    """
+
+    def __init__(self, n: int, *, shuffle: bool, seed: int, max_epochs: int | None = None):
+        self.n, self.shuffle, self.seed, self.max_epochs = n, shuffle, seed, max_epochs
+        self.epoch = 0
+        self.position = 0
+        self._order: tuple[int, list[int]] | None = None
+
+    def order(self, epoch: int) -> list[int]:
+        """Prompt indices of one epoch, in training order."""
+        if self._order is None or self._order[0] != epoch:
+            if self.shuffle:
+                generator = torch.Generator().manual_seed(self.seed + epoch)
+                indices = torch.randperm(self.n, generator=generator).tolist()
+            else:
+                indices = list(range(self.n))
+            self._order = (epoch, indices)
+        return self._order[1]
+
+    def can_take(self, count: int, *, new_epoch: bool) -> bool:
+        """Whether :meth:`take` would return prompts."""
+        if self.position + count <= self.n:
+            return True
+        return new_epoch and count <= self.n and (self.max_epochs is None or self.epoch + 1 < self.max_epochs)
+
+    def take(self, count: int, *, new_epoch: bool) -> list[int] | None:
+        """The next ``count`` prompt indices, or None when this epoch has too few left and ``new_epoch`` is
+        false (or the epoch limit is reached)."""
+        if count > self.n:
+            raise ValueError(f"a generation round needs {count} prompts but the dataset has {self.n}")
+        if not self.can_take(count, new_epoch=new_epoch):
+            return None
+        if self.position + count > self.n:
+            self.epoch, self.position = self.epoch + 1, 0
+        indices = self.order(self.epoch)[self.position : self.position + count]
+        self.position += count
+        return indices
+
+    def state_dict(self) -> dict:
+        """Where the cursor is: enough to continue the same order after a restart."""
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`."""
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def save(self, checkpoint_dir: str | Path, state: dict | None = None) -> None:
+        """Write ``state`` (default: the current one) into a checkpoint directory."""
+        (Path(checkpoint_dir) / STATE_FILE).write_text(json.dumps(state or self.state_dict()))
+
+    def load(self, checkpoint_dir: str | Path) -> None:
+        """Continue from the state saved in a checkpoint directory."""
+        path = Path(checkpoint_dir) / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: this checkpoint was written without dynamic sampling (resume with "
+                "--dynamic_sampling false) or its save was interrupted (resume from the previous checkpoint)"
+            )
+        self.load_state_dict(json.loads(path.read_text()))
+
+
+def select_groups(
+    informative: list[list[bool]], target: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """Which generated groups a step trains on, as ``(round, group)`` pairs.
+
+    ``informative[r][g]``: group ``g`` of round ``r`` has a non-zero advantage. Trained: the first ``target``
+    informative groups in generation order, then (if there are fewer) the earliest uninformative ones. Returns
+    ``(trained, dropped, surplus)``: dropped are the uninformative groups not trained, surplus the informative
+    groups beyond ``target`` (their round was needed, but not all of it).
+
+    >>> select_groups([[False, True, False], [True, True, False]], target=3)
+    ([(0, 1), (1, 0), (1, 1)], [(0, 0), (0, 2)], [])
+    >>> select_groups([[False, True], [False, False]], target=2)  # rounds ran out: one uninformative group fills
+    ([(0, 1), (0, 0)], [(1, 0), (1, 1)], [])
+    """
+    useful = [(r, g) for r, flags in enumerate(informative) for g, ok in enumerate(flags) if ok]
+    useless = [(r, g) for r, flags in enumerate(informative) for g, ok in enumerate(flags) if not ok]
+    trained = useful[:target]
+    fill = useless[: target - len(trained)]
+    return trained + fill, useless[len(fill) :], useful[target:]
+
+
+def split_rows(output: dict) -> list[dict]:
+    """A generation output of TRL (this process's rows) as one dict per completion, images included."""
+    unsupported = set(output) - set(PROMPT_SIDE) - set(COMPLETION_SIDE) - PER_ROW - PER_IMAGE - REBUILT
+    if unsupported:
+        raise NotImplementedError(
+            f"dynamic_sampling cannot regroup the generation outputs {sorted(unsupported)} of this model; it "
+            "supports text-only models and image_grid_thw models (Qwen2-VL, Qwen2.5-VL). Set "
+            "--dynamic_sampling false."
+        )
+    batch = split_pixel_values_by_grid(output)
+    rows = [{} for _ in range(len(batch["advantages"]))]
+    for key, value in batch.items():
+        if key in REBUILT:
+            continue
+        for row, item in zip(rows, value, strict=True):
+            row[key] = item
+    return rows
+
+
+def merge_rows(rows: list[dict], pad_token_id: int) -> dict:
+    """The inverse of :func:`split_rows` for rows of any rounds: prompts left-padded and completions
+    right-padded to the longest row, images concatenated in row order. ``num_items_in_batch`` and
+    ``mm_token_type_ids`` are not rebuilt here (they depend on the other processes and the model)."""
+    out: dict = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows]
+        if key in PROMPT_SIDE or key in COMPLETION_SIDE:
+            fill = {**PROMPT_SIDE, **COMPLETION_SIDE}[key]
+            side = "left" if key in PROMPT_SIDE else "right"
+            out[key] = pad(values, padding_value=pad_token_id if fill == "pad" else fill, padding_side=side)
+        elif key == "advantages":
+            out[key] = torch.stack(values)
+        elif key == "num_images":
+            out[key] = values
+        else:  # PER_IMAGE
+            out[key] = torch.cat(values)
+    return out
+
+
+def to_device(row: dict, device) -> dict:
+    """A row with its tensors moved to ``device`` (CPU to send it to another process, back after)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in row.items()}
