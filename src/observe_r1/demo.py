@@ -47,7 +47,7 @@ class DemoScale:
 
     model_size: str = "small"
     sft_items: int = 2000
-    sft_steps: int = 400
+    sft_steps: int = 1000
     error_rate: float = 0.6  # share of teacher answers that are one too high
     pool_items: int = 1400
     k: int = 8
