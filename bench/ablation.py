@@ -1,11 +1,15 @@
-"""The paper's ablation at CPU scale, from the same warm starts and ladders, at the same rollout budget.
+"""The paper's ablation at CPU scale as learning curves, from the same warm starts and ladders, at equal budgets.
 
-    .venv/bin/python bench/ablation.py [--demo-dir bench/results/demo] [--seeds 0 1 2] [--steps 80]
+    .venv/bin/python bench/ablation.py [--demo-dir bench/results/demo] [--seeds 0 1 2 3 4] [--variants ...]
+    .venv/bin/python bench/ablation.py --report-only         # tables and plot from the runs already made
 
-Needs the per-seed demo directories written by bench/demo_seeds.py (warm start, ladder, held-out split).
-Variants (docs/method.md §6): Observe-R1 (ordered ladder, bonus, weighting), plain GRPO (shuffled, no bonus, no
-weighting), random order (full rewards, shuffled), no bonus, no weighting. Writes OUT/ablation.json and a
-markdown table (mean ± half-range over seeds).
+Needs the per-seed demo directories written by bench/demo_seeds.py (warm start, ladder, held-out split). Each
+variant trains from a seed's warm start for as many steps as that seed's demo RL run (one pass over its ladder),
+and held-out greedy accuracy is measured at 0, 25, 50, 75 and 100 % of the steps. Observe-R1 *is* the demo's own
+run (its learning curve is reused). Variants (docs/method.md §6): plain GRPO (shuffled, no bonus, no weighting),
+random order (full rewards, shuffled), no bonus, no weighting. Each run writes OUT/VARIANT/seed-S/result.json (so
+several invocations can share the work); the report gives accuracy at each curve point and the area under the
+curve (accuracy averaged over the run, trapezoids), mean ± standard error over seeds, and a plot.
 """
 
 import argparse
@@ -13,7 +17,10 @@ import json
 import statistics
 from pathlib import Path
 
-from observe_r1.demo import DemoScale, bonus_floor, evaluate_both, run_rl
+from observe_r1.demo import DemoScale, LearningCurve, bonus_floor, run_rl
+from observe_r1.eval import evaluate
+from observe_r1.generation import HFGenerator
+from observe_r1.models import load_policy
 
 VARIANTS = {
     "observe_r1": {},
@@ -22,54 +29,110 @@ VARIANTS = {
     "no_bonus": {"use_bonus": False},
     "no_weighting": {"use_dyna_weight": False},
 }
-METRICS = ["greedy_accuracy", "sampled_accuracy", "format_rate", "mean_tokens_correct"]
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def run_variant(demo: Path, name: str, out: Path, seed: int) -> dict:
+    """One variant's learning curve from one seed's warm start (reused when already written)."""
+    result_path = out / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    summary = json.loads((demo / "summary.json").read_text())
+    if name == "observe_r1":
+        curve = summary["learning_curve"]
+    else:
+        scale = DemoScale(rl_steps=summary["rl_steps"])
+        heldout = demo / "data" / "heldout.jsonl"
+        during = LearningCurve(heldout, out / "eval-during", scale.max_new_tokens)
+        trainer = run_rl(demo / "warmstart", demo / "ladder" / "train.jsonl", out / "rl", scale,
+                         bonus_floor(demo / "ladder"), seed, callbacks=[during], **VARIANTS[name])  # fmt: skip
+        model, processor = load_policy(out / "rl" / "final")
+        generator = HFGenerator(model, processor, batch_size=64, max_new_tokens=scale.max_new_tokens)
+        final = evaluate(generator, heldout, out / "eval-final")
+        curve = [{"step": 0, "accuracy": summary["accuracy_before"]}, *during.points,
+                 {"step": trainer.state.global_step, "accuracy": final["accuracy"]}]  # fmt: skip
+    result = {"curve": curve, "auc": area(curve), "majority_baseline": summary["majority_baseline"]}
+    out.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def area(curve: list[dict]) -> float:
+    """Accuracy averaged over the run: the trapezoid area under the curve with steps scaled to [0, 1]."""
+    last = curve[-1]["step"]
+    pairs = zip(curve, curve[1:], strict=False)
+    return sum((b["step"] - a["step"]) / last * (a["accuracy"] + b["accuracy"]) / 2 for a, b in pairs)
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean."""
+    if len(values) < 2:
+        return values[0], 0.0
+    return statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
+
+
+def report(results: dict, seeds: list[int], out: Path) -> str:
+    """Markdown tables and OUT/ablation.png from ``results[variant][seed]``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    header = "| variant | seeds | " + " | ".join(f"{f:.0%} of steps" for f in FRACTIONS) + " | AUC |"
+    lines = [header, "|---" * (len(FRACTIONS) + 3) + "|"]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name in VARIANTS:
+        runs = [results[name][s] for s in seeds if s in results.get(name, {})]
+        if not runs:
+            continue
+        cells, means, errors = [], [], []
+        for i in range(len(FRACTIONS)):
+            m, se = mean_se([r["curve"][i]["accuracy"] for r in runs])
+            cells.append(f"{m:.3f} ± {se:.3f}")
+            means.append(m)
+            errors.append(se)
+        m, se = mean_se([r["auc"] for r in runs])
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + f" | **{m:.3f} ± {se:.3f}** |")
+        ax.errorbar([100 * f for f in FRACTIONS], means, yerr=errors, marker="o", capsize=3, label=name)
+    baselines = [r["majority_baseline"] for runs in results.values() for r in runs.values()]
+    ax.axhline(statistics.mean(baselines), color="grey", linestyle="--", label="majority answer (mean)")
+    ax.set_xlabel("% of RL steps (one pass over the ladder)")
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"ablation, mean ± s.e. over {len(seeds)} seeds")
+    fig.tight_layout()
+    fig.savefig(out / "ablation.png", dpi=100)
+    plt.close(fig)
+    per_seed = ["| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---" * (len(seeds) + 1) + "|"]
+    for name in VARIANTS:
+        cells = [f"{results[name][s]['curve'][-1]['accuracy']:.3f} (AUC {results[name][s]['auc']:.3f})"
+                 if s in results.get(name, {}) else "-" for s in seeds]  # fmt: skip
+        per_seed.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nFinal greedy accuracy per seed (AUC):\n\n" + "\n".join(per_seed) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--demo-dir", default="bench/results/demo")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="bench/results/ablation")
+    parser.add_argument("--report-only", action="store_true", help="Only aggregate the runs already written.")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "ablation.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    scale = DemoScale(rl_steps=args.steps)
+    results: dict = {}
     for seed in args.seeds:
-        demo = Path(args.demo_dir) / f"seed-{seed}"
-        floor = bonus_floor(demo / "ladder")
-        for name, recipe in VARIANTS.items():
-            key = f"{name}/seed-{seed}"
-            if key in results:  # resumable
+        for name in args.variants if not args.report_only else VARIANTS:
+            path = out / name / f"seed-{seed}"
+            if args.report_only and not (path / "result.json").exists():
                 continue
-            run_dir = out / name / f"seed-{seed}"
-            summary = json.loads((demo / "summary.json").read_text())
-            if name == "observe_r1" and summary["rl_steps"] == min(args.steps, summary["rl_steps"]):
-                # the demo's own RL run is this variant at this budget: reuse its evaluation
-                ev = {
-                    k: json.loads((demo / "eval-after" / k / "results.json").read_text())
-                    for k in ("greedy", "sampled")
-                }
-            else:
-                run_rl(demo / "warmstart", demo / "ladder" / "train.jsonl", run_dir, scale, floor, seed, **recipe)
-                ev = evaluate_both(run_dir / "final", demo / "data" / "heldout.jsonl", run_dir / "eval", scale)
-            results[key] = {"greedy_accuracy": ev["greedy"]["accuracy"], "sampled_accuracy": ev["sampled"]["accuracy"],
-                            "format_rate": ev["greedy"]["format_rate"],
-                            "mean_tokens_correct": ev["greedy"]["mean_tokens_correct"]}  # fmt: skip
-            results_path.write_text(json.dumps(results, indent=2))
-    lines = ["| variant | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for name in VARIANTS:
-        runs = [results[f"{name}/seed-{s}"] for s in args.seeds if f"{name}/seed-{s}" in results]
-        cells = []
-        for m in METRICS:
-            values = [r[m] for r in runs if r[m] is not None]
-            half = (max(values) - min(values)) / 2 if values else 0
-            cells.append(f"{statistics.mean(values):.3f} ± {half:.3f}" if values else "-")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    (out / "ablation.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            results.setdefault(name, {})[seed] = run_variant(Path(args.demo_dir) / f"seed-{seed}", name, path, seed)
+    text = report(results, args.seeds, out)
+    (out / "ablation.json").write_text(json.dumps({n: {str(s): r for s, r in v.items()} for n, v in results.items()}))
+    (out / "ablation.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -97,14 +97,19 @@ class LearningCurve(TrainerCallback):
     """Held-out greedy accuracy at fractions of the RL steps, measured inside training (greedy decoding draws no
     random numbers, so the run trains exactly as it would without it)."""
 
-    def __init__(self, heldout: Path, out: Path, max_new_tokens: int, fractions=(0.25, 0.5, 0.75)):
-        self.heldout, self.out, self.max_new_tokens, self.fractions = heldout, out, max_new_tokens, fractions
+    def __init__(self, heldout: Path, out: Path, max_new_tokens: int, fractions=(0.25, 0.5, 0.75), every=None):
+        """Measure at ``fractions`` of the run's steps, or every ``every`` steps when given."""
+        self.heldout, self.out, self.max_new_tokens = heldout, out, max_new_tokens
+        self.fractions, self.every = fractions, every
         self.points: list[dict] = []
         self.steps: set[int] = set()
 
     def on_train_begin(self, args, state, control, **kwargs):
         """Decide the steps to measure at, from the run's length."""
-        self.steps = {max(1, round(f * state.max_steps)) for f in self.fractions} - {state.max_steps}
+        if self.every:
+            self.steps = set(range(self.every, state.max_steps, self.every))
+        else:
+            self.steps = {max(1, round(f * state.max_steps)) for f in self.fractions} - {state.max_steps}
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         """Evaluate the current policy greedily when a measuring step is reached."""
@@ -130,14 +135,14 @@ def run_rl(
     model, processor = load_policy(model_dir)
     dataset, _ = load_grpo_dataset(train_file)
     steps = min(scale.rl_steps, len(dataset) // scale.prompts_per_step)
-    config = ObserveR1Config(
-        output_dir=str(out), use_cpu=True, bf16=False, gradient_checkpointing=False,
-        per_device_train_batch_size=scale.prompts_per_step * scale.num_generations,
-        num_generations=scale.num_generations, max_completion_length=scale.max_new_tokens,
-        learning_rate=scale.learning_rate, lr_scheduler_type="constant", beta=scale.beta,
-        max_steps=steps, logging_steps=1, save_strategy="no", report_to=["tensorboard"], seed=seed,
-        bonus_min_length=floor, reward_workers=1, disable_tqdm=False, **{"curriculum": "ordered", **recipe},
-    )  # fmt: skip
+    config = ObserveR1Config(**{
+        "output_dir": str(out), "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+        "per_device_train_batch_size": scale.prompts_per_step * scale.num_generations,
+        "num_generations": scale.num_generations, "max_completion_length": scale.max_new_tokens,
+        "learning_rate": scale.learning_rate, "lr_scheduler_type": "constant", "beta": scale.beta,
+        "max_steps": steps, "logging_steps": 1, "save_strategy": "no", "report_to": ["tensorboard"], "seed": seed,
+        "bonus_min_length": floor, "reward_workers": 1, "disable_tqdm": False, "curriculum": "ordered", **recipe,
+    })  # fmt: skip
     trainer = build_trainer(model, processor, dataset, config, callbacks=callbacks)
     trainer.train()
     save_final(trainer, processor)
