@@ -1,9 +1,12 @@
 """ObserveR1Trainer overrides private TRL hooks: fail loudly if TRL changes them."""
 
 import inspect
+import re
 
 import trl
 from trl import GRPOTrainer
+
+from observe_r1.dynamic import COMPLETION_SIDE, PER_IMAGE, PER_ROW, PROMPT_SIDE, REBUILT
 
 
 def test_trl_version_is_the_pinned_one():
@@ -37,3 +40,22 @@ def test_forward_hook_signature_and_image_pad_ids():
     assert "self._image_pad_token_id" in source and "self._video_pad_token_id" in source
     loss_source = inspect.getsource(GRPOTrainer._compute_loss)
     assert "self._get_per_token_logps_and_entropies(" in loss_source
+
+
+def test_dynamic_sampling_relies_on_these_trl_internals():
+    # ObserveR1Trainer saves/loads its prompt cursor next to TRL's own checkpoint extras, regroups TRL's
+    # generation outputs by key, and knows where a generation block starts from TRL's micro-step counter.
+    assert list(inspect.signature(GRPOTrainer._save_checkpoint).parameters) == ["self", "model", "trial"]
+    assert list(inspect.signature(GRPOTrainer._load_optimizer_and_scheduler).parameters) == ["self", "checkpoint"]
+    prepare = inspect.getsource(GRPOTrainer._prepare_inputs)
+    assert "self._step % generate_every == 0" in prepare
+    assert "generation_batch = self._generate_and_score_completions(generation_batch)" in prepare
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    keys = set(re.findall(r'output\["(\w+)"\] =', source)) | set(re.findall(r'^\s+"(\w+)": \w+,$', source, re.M))
+    known = set(PROMPT_SIDE) | set(COMPLETION_SIDE) | PER_ROW | PER_IMAGE | REBUILT
+    # every output key TRL can produce is either regrouped or refused by name (split_rows raises for the rest)
+    assert {"prompt_ids", "completion_ids", "advantages", "pixel_values", "image_grid_thw", "num_images"} <= keys
+    assert keys - known <= {"pixel_attention_mask", "spatial_shapes", "image_sizes", "token_type_ids",
+                            "image_position_ids", "num_tiles"}  # fmt: skip
+    loader = inspect.getsource(GRPOTrainer.get_train_dataloader)
+    assert "dataset = self.train_dataset" in loader
