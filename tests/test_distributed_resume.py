@@ -73,6 +73,7 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
     if extra:  # the resumed run continued the prompt cursor, dropped groups included
         assert all("dropped" in row for row in _consumed(crashed))
         assert (crashed / "checkpoint-4" / "dynamic_sampling.json").is_file()
+        assert (crashed / "plots" / "sampling.png").is_file()
     assert [row["step"] for row in _consumed(crashed)] == list(range(12))
     metrics = [json.loads(line) for line in (crashed / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in metrics] == list(range(1, 13))

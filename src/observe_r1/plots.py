@@ -1,4 +1,4 @@
-"""PNG plots of a run's ``metrics.jsonl``: reward components, accuracy, length, dynamic weight, curriculum."""
+"""PNG plots of a run's ``metrics.jsonl``: rewards, accuracy, length, dynamic weight, curriculum, sampling."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ PANELS = {
     "length": ["completion_length", "length_correct", "length_incorrect"],
     "weight": ["dyna_weight_mean"],
     "curriculum": ["curriculum_difficulty", "curriculum_position"],
+    "sampling": ["zero_std_generated", "zero_std_trained", "generation_rounds"],
 }
 
 
