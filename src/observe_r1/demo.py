@@ -315,8 +315,8 @@ Learning curve (held-out greedy accuracy, `plots/learning_curve.png`):
 {rows}
 
 Plots: `plots/learning_curve.png`, `plots/rewards.png`, `plots/length.png`, `plots/weight.png`,
-`plots/curriculum.png`, `plots/sampling.png`, `plots/ladder.png`, `plots/compare.png`. The training sequence stops at difficulty
-{s["scale"]["max_difficulty"]}: the levels above it (items the warm start solved at most once in
+`plots/curriculum.png`, `plots/sampling.png`, `plots/ladder.png`, `plots/compare.png`. The training sequence stops
+at difficulty {s["scale"]["max_difficulty"]}: the levels above it (items the warm start solved at most once in
 {s["scale"]["k"]} samples) are left for review, not trained on.
 
 | stage | seconds |
