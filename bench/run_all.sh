@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark behind docs/benchmarks.md, in order (about 80 minutes on 2 CPU cores). Run alone on the
+# Every benchmark behind docs/benchmarks.md, in order (about 3 hours on 2 CPU cores). Run alone on the
 # machine: the throughput figures are timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,8 +7,9 @@ PY=.venv/bin/python
 $PY bench/rewards_throughput.py
 $PY bench/ladder_throughput.py
 $PY bench/trainer_overhead.py
-$PY bench/demo_seeds.py --seeds 0 1 2
-$PY bench/ablation.py --seeds 0 1 2 --steps 80
+$PY bench/demo_seeds.py --seeds 0 1 2 3 4
+$PY bench/dynamic_sampling.py --seeds 0 1 2
+$PY bench/ablation.py --seeds 0 1 2 3 4
 # Real benchmark files (clone the authors' repositories; skipped when the paths are not set):
 #   MATHV=/path/to/MATH-V MATHVISTA=/path/to/MathVista bash bench/run_all.sh
 if [ -n "${MATHV:-}" ]; then $PY bench/memory.py --benchmark "$MATHV/data/test.jsonl"; fi
