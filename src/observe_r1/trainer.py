@@ -62,6 +62,11 @@ class ObserveR1Trainer(GRPOTrainer):
       text or padding (wrong logits and gradients), or the rope index crashed on differently sized images.
 
     Correctness (for the bonus and the pass rate) is the accuracy reward, never the weighted total.
+
+    With ``dynamic_sampling`` (docs/dynamic_sampling.md) prompts come from a :class:`PromptCursor` instead of the
+    data loader, a step runs several generation rounds, keeps the first informative groups and regroups their rows
+    across processes; the cursor is saved in each checkpoint (``_save_checkpoint``) and restored on resume
+    (``_load_optimizer_and_scheduler``, where TRL restores its own extras).
     """
 
     def __init__(self, model, args, reward_funcs=None, *, consumed_log: str | Path | None = None, **kwargs):
