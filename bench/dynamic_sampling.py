@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/dynamic_sampling.py [--demo-dir bench/results/demo] [--seeds 0 1 2]
 
-Without: each seed's own demo RL run (one pass over the ladder, held-out greedy accuracy at 0/25/50/75/100 %).
-With: `dynamic_sampling=True, max_generation_rounds=4`, one pass over the same ladder (the prompt cursor stops
-when it is used up), held-out greedy accuracy every 10 steps. Compared at an equal number of optimizer steps and
-at an equal number of rollouts (prompts generated for); zero_std_trained and seconds per step from
-metrics.jsonl. Writes OUT/dynamic_sampling.json and OUT/dynamic_sampling.md.
+Both runs start from a seed's demo warm start and make one pass over its ladder (the demo's RL settings), with
+held-out greedy accuracy measured every 10 steps and at the end. Without: the demo's RL as it is. With:
+`dynamic_sampling=True, max_generation_rounds=4` (the prompt cursor stops when the ladder is used up, so the run
+has fewer optimizer steps). Compared at an equal number of optimizer steps (the last multiple of 10 both reached)
+and at an equal number of rollouts (one pass over the same prompts each); zero_std_trained and seconds per step
+from metrics.jsonl. Writes OUT/dynamic_sampling.json and OUT/dynamic_sampling.md.
 """
 
 import argparse
@@ -21,8 +22,8 @@ from observe_r1.jsonl import read_jsonl
 from observe_r1.models import load_policy
 
 
-def run_with(demo: Path, out: Path, seed: int) -> dict:
-    """The dynamic-sampling run of one seed (skipped when its result exists)."""
+def run(demo: Path, out: Path, seed: int, **recipe) -> dict:
+    """One RL run from a seed's warm start with its learning curve (skipped when its result exists)."""
     result_path = out / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
@@ -31,8 +32,7 @@ def run_with(demo: Path, out: Path, seed: int) -> dict:
     curve = LearningCurve(heldout, out / "eval-during", scale.max_new_tokens, every=10)
     floor = bonus_floor(demo / "ladder")
     trainer = run_rl(demo / "warmstart", demo / "ladder" / "train.jsonl", out / "rl", scale, floor, seed,
-                     callbacks=[curve], dynamic_sampling=True, max_generation_rounds=4, max_steps=-1,
-                     num_train_epochs=1)  # fmt: skip
+                     callbacks=[curve], **recipe)  # fmt: skip
     model, processor = load_policy(out / "rl" / "final")
     final = evaluate(HFGenerator(model, processor, batch_size=64, max_new_tokens=scale.max_new_tokens), heldout,
                      out / "eval-final")  # fmt: skip
@@ -63,9 +63,9 @@ def step_stats(metrics_path: Path) -> dict:
     }
 
 
-def at_step(curve: list[dict], step: int) -> dict:
-    """The curve point at ``step`` or the last one before it."""
-    return max((p for p in curve if p["step"] <= step), key=lambda p: p["step"])
+def accuracy_at(curve: list[dict], step: int) -> float:
+    """The curve's accuracy at ``step`` (a measured point)."""
+    return next(p["accuracy"] for p in curve if p["step"] == step)
 
 
 def main() -> None:
@@ -79,35 +79,29 @@ def main() -> None:
     for seed in args.seeds:
         demo = Path(args.demo_dir) / f"seed-{seed}"
         summary = json.loads((demo / "summary.json").read_text())
-        without = {"curve": summary["learning_curve"], **step_stats(demo / "rl" / "metrics.jsonl")}
-        with_ds = run_with(demo, out / f"seed-{seed}", seed)
-        # equal rollouts: the last point of the dynamic run that had generated no more prompts than the whole
-        # run without refills
-        budget = without["cumulative_prompts"][-1]
-        within = [p for p in with_ds["curve"] if with_ds["cumulative_prompts"][p["step"] - 1] <= budget]
+        without = run(demo, out / f"seed-{seed}" / "without", seed)
+        with_ds = run(demo, out / f"seed-{seed}", seed, dynamic_sampling=True, max_generation_rounds=4,
+                      max_steps=-1, num_train_epochs=1)  # fmt: skip
+        common = 10 * (min(without["steps"], with_ds["steps"]) // 10)
         rows[seed] = {
             "warm_start": summary["accuracy_before"],
-            "without_final": without["curve"][-1],
-            "with_equal_steps": at_step(with_ds["curve"], without["curve"][-1]["step"]),
-            "with_equal_rollouts": within[-1] if within else None,
-            "with_final": with_ds["curve"][-1],
+            "equal_steps": {"step": common, "without": accuracy_at(without["curve"], common),
+                            "with": accuracy_at(with_ds["curve"], common)},
+            "equal_rollouts": {"without": without["curve"][-1], "with": with_ds["curve"][-1]},
             "without": without,
             "with": with_ds,
-        }
+        }  # fmt: skip
         (out / "dynamic_sampling.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| seed | warm start | without: steps, greedy | with, equal steps | with, equal rollouts | with: steps, "
-             "greedy | zero_std_trained without / with | rounds per step | s/step without / with |",
-             "|---" * 9 + "|"]  # fmt: skip
+    lines = ["| seed | warm start | equal steps: step, without / with | one pass (equal rollouts): without (steps) "
+             "/ with (steps) | zero_std_trained without / with | rounds per step | s/step without / with |",
+             "|---" * 7 + "|"]  # fmt: skip
     for seed, r in rows.items():
-        w, d = r["without"], r["with"]
-        eq = r["with_equal_rollouts"]
-        eq_cell = f"{eq['accuracy']:.3f} (step {eq['step']})" if eq else "-"
+        w, d, eq, er = r["without"], r["with"], r["equal_steps"], r["equal_rollouts"]
         lines.append(
-            f"| {seed} | {r['warm_start']:.3f} | {r['without_final']['step']}, {r['without_final']['accuracy']:.3f} "
-            f"| {r['with_equal_steps']['accuracy']:.3f} (step {r['with_equal_steps']['step']}) | {eq_cell} "
-            f"| {r['with_final']['step']}, {r['with_final']['accuracy']:.3f} "
-            f"| {w['zero_std_trained']:.3f} / {d['zero_std_trained']:.3f} | {d['generation_rounds']:.2f} "
-            f"| {w['seconds_per_step']:.2f} / {d['seconds_per_step']:.2f} |"
+            f"| {seed} | {r['warm_start']:.3f} | {eq['step']}, {eq['without']:.3f} / {eq['with']:.3f} "
+            f"| {er['without']['accuracy']:.3f} ({er['without']['step']}) / {er['with']['accuracy']:.3f} "
+            f"({er['with']['step']}) | {w['zero_std_trained']:.3f} / {d['zero_std_trained']:.3f} "
+            f"| {d['generation_rounds']:.2f} | {w['seconds_per_step']:.2f} / {d['seconds_per_step']:.2f} |"
         )
     (out / "dynamic_sampling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
