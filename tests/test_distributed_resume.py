@@ -88,10 +88,11 @@ def test_dynamic_sampling_with_groups_split_across_two_processes(tiny_model_dir,
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     consumed = _consumed(tmp_path / "run")
     ids = [f"synth-0-{i}" for i in range(24)]
-    # rows 0, 3, 6, 9 are constant: round 1 = rows 0-2, round 2 = rows 3-5 -> train 1, 2, 4 (5 is surplus)
-    assert [row["ids"] for row in consumed] == [[ids[1], ids[2], ids[4]], [ids[7], ids[8], ids[10]]]
+    # rows 0, 3, 6, 9 are constant. Step 0: round 1 = rows 0-2 (2 informative), round 2 = the missing group over
+    # the informative rate, 1 / (2/3) -> 2 prompts = rows 3-4. Step 1: rows 5-7, then 8-9.
+    assert [row["ids"] for row in consumed] == [[ids[1], ids[2], ids[4]], [ids[5], ids[7], ids[8]]]
     assert [row["dropped"] for row in consumed] == [[ids[0], ids[3]], [ids[6], ids[9]]]
-    assert [row["surplus"] for row in consumed] == [[ids[5]], [ids[11]]]
+    assert [row["surplus"] for row in consumed] == [[], []]
     images = ranks[0]["image_sums"]
     for step, row in enumerate(consumed):
         # the loss's rows across both processes: 3 groups of 4 in trained order, the middle group split 2/2
@@ -99,8 +100,8 @@ def test_dynamic_sampling_with_groups_split_across_two_processes(tiny_model_dir,
         pixels = ranks[0]["steps"][step]["pixel_sums"] + ranks[1]["steps"][step]["pixel_sums"]
         for j, prompt_id in enumerate(row["ids"]):
             # the scripted reward pays the first completion of a group on each process: the middle prompt of a
-            # round (row 3k+1) was generated split 2/2, so it was paid twice, at its completions 0 and 2
-            paid = {0, 2} if int(prompt_id.rsplit("-", 1)[1]) % 3 == 1 else {0}
+            # 3-prompt round was generated split 2/2 across the processes, so row 1 was paid at completions 0 and 2
+            paid = {0, 2} if prompt_id == ids[1] else {0}
             group = advantages[4 * j : 4 * j + 4]
             assert {m for m in range(4) if group[m] > 0} == paid and all(group[m] < 0 for m in set(range(4)) - paid)
             assert pixels[4 * j : 4 * j + 4] == [images[prompt_id]] * 4

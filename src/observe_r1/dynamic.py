@@ -18,6 +18,7 @@ This module holds the parts that do not touch TRL's trainer state:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -126,7 +127,9 @@ def select_groups(
     groups beyond ``target`` (their round was needed, but not all of it).
 
     >>> select_groups([[False, True, False], [True, True, False]], target=3)
-    ([(0, 1), (1, 0), (1, 1)], [(0, 0), (0, 2)], [])
+    ([(0, 1), (1, 0), (1, 1)], [(0, 0), (0, 2), (1, 2)], [])
+    >>> select_groups([[True, True, True], [True, False]], target=3)
+    ([(0, 0), (0, 1), (0, 2)], [(1, 1)], [(1, 0)])
     >>> select_groups([[False, True], [False, False]], target=2)  # rounds ran out: one uninformative group fills
     ([(0, 1), (0, 0)], [(1, 0), (1, 1)], [])
     """
@@ -135,6 +138,26 @@ def select_groups(
     trained = useful[:target]
     fill = useless[: target - len(trained)]
     return trained + fill, useless[len(fill) :], useful[target:]
+
+
+def refill_size(target: int, informative: int, generated: int, num_generations: int, world: int) -> int:
+    """Prompts to generate for in the next round of a step that needs ``target`` informative groups and has
+    ``informative`` of ``generated`` so far.
+
+    The first round (and any round before an informative group was seen) is a full batch; later rounds ask for
+    the missing groups divided by the informative rate seen so far (so they usually fill the batch without a
+    large surplus), at most a full batch, rounded up so that every process gets the same number of completions.
+
+    >>> refill_size(8, 0, 0, 8, 1), refill_size(8, 6, 8, 8, 1), refill_size(8, 1, 8, 8, 1)
+    (8, 3, 8)
+    >>> refill_size(3, 2, 3, 4, 8)  # 8 processes, groups of 4: prompts come in pairs
+    2
+    """
+    if informative == 0:
+        return target
+    unit = world // math.gcd(world, num_generations)  # prompts whose completions split evenly over processes
+    wanted = math.ceil((target - informative) * generated / informative)
+    return min(target, unit * math.ceil(wanted / unit))
 
 
 def split_rows(output: dict) -> list[dict]:

@@ -25,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from observe_r1.algo import GroupAdvantages, group_advantages
-from observe_r1.dynamic import PromptCursor, merge_rows, select_groups, split_rows, to_device
+from observe_r1.dynamic import PromptCursor, merge_rows, refill_size, select_groups, split_rows, to_device
 from observe_r1.jsonl import append_jsonl
 from observe_r1.mathpool import REWARD_STATS
 from observe_r1.models import VISION_TOKENS
@@ -163,54 +163,56 @@ class ObserveR1Trainer(GRPOTrainer):
         has ``generation_batch_size / G`` informative groups or ``max_generation_rounds`` is reached; returns this
         process's rows of the trained groups (see observe_r1.dynamic)."""
         G, world, rank = self.num_generations, self.accelerator.num_processes, self.accelerator.process_index
-        prompts_per_round = local * world // G
+        target = local * world // G
         self._cursor_at_generation = self._cursor.state_dict()
-        outputs, batches = [], []
-        while len(batches) < self.args.max_generation_rounds:
-            indices = self._cursor.take(prompts_per_round, new_epoch=not batches)
+        outputs, batches, sizes = [], [], []
+        informative = 0
+        while len(batches) < self.args.max_generation_rounds and informative < target:
+            generated = sum(b.informative().numel() for b in batches)
+            count = refill_size(target, informative, generated, G, world)
+            indices = self._cursor.take(count, new_epoch=not batches)
             if indices is None:  # the epoch ends: train on what there is
                 break
-            rows = [i for i in indices for _ in range(G)][rank * local : (rank + 1) * local]
+            size = count * G // world  # this process's rows in this round
+            rows = [i for i in indices for _ in range(G)][rank * size : (rank + 1) * size]
             output, groups = self._generate_round([self.train_dataset[i] for i in rows])
             outputs.append(output)
             batches.append(groups)
-            if sum(int(b.informative().sum()) for b in batches) >= prompts_per_round:
-                break
+            sizes.append(size)
+            informative += int(groups.informative().sum())
         if not batches:
             raise RuntimeError("dynamic sampling: no prompts left to generate for (the epoch limit is reached)")
-        trained, dropped, surplus = select_groups([b.informative().tolist() for b in batches], prompts_per_round)
-        merged = self._gather_rows(outputs, trained, local)
+        trained, dropped, surplus = select_groups([b.informative().tolist() for b in batches], target)
+        merged = self._gather_rows(outputs, sizes, trained, local)
         chosen = GroupBatch.cat([batches[r].take([g]) for r, g in trained])
-        generated = GroupBatch.cat(batches)
         self._log_observe_r1("train", chosen)
-        self._log_sampling(generated=generated, trained=chosen, rounds=len(batches))
+        self._log_sampling(generated=GroupBatch.cat(batches), trained=chosen, rounds=len(batches))
 
         def ids(pairs):
             return [batches[r].group_ids()[g] for r, g in pairs]
 
         self._log_consumed(trained=ids(trained), dropped=ids(dropped), surplus=ids(surplus))
-        if not self._cursor.can_take(prompts_per_round, new_epoch=True):
+        if not self._cursor.can_take(target, new_epoch=True):
             self.control.should_training_stop = True  # num_train_epochs passes over the prompts are done
         return merged
 
-    def _gather_rows(self, outputs: list[dict], trained: list[tuple[int, int]], local: int) -> dict:
+    def _gather_rows(self, outputs: list[dict], sizes: list[int], trained: list[tuple[int, int]], local: int) -> dict:
         """This process's ``local`` rows of the trained groups, laid out as TRL lays out a generation batch
-        (global row ``j`` of the selection goes to process ``j // local``); rows generated on another process are
-        sent through ``gather_object`` (on CPU)."""
+        (row ``j`` of the selection goes to process ``j // local``). Round ``r`` left ``sizes[r]`` rows on each
+        process; rows generated on another process are sent through ``gather_object`` (on CPU)."""
         G, rank = self.num_generations, self.accelerator.process_index
-        wanted = [(r, g * G + m) for r, g in trained for m in range(G)]  # (round, global row) in trained order
-        mine = wanted[rank * local : (rank + 1) * local]
+        # (round, owner process, row on the owner) of each trained completion, in trained order
+        wanted = [(r, (g * G + m) // sizes[r], (g * G + m) % sizes[r]) for r, g in trained for m in range(G)]
         rows = {r: split_rows(output) for r, output in enumerate(outputs)}
-        device = self.accelerator.device
+        mine = wanted[rank * local : (rank + 1) * local]
         if self.accelerator.num_processes > 1:
-            send = [((r, row), to_device(rows[r][row % local], "cpu"))
-                    for j, (r, row) in enumerate(wanted)
-                    if row // local == rank and j // local != rank]  # fmt: skip
+            send = [((r, i), to_device(rows[r][i], "cpu"))
+                    for j, (r, owner, i) in enumerate(wanted) if owner == rank and j // local != rank]  # fmt: skip
             received = dict(gather_object(send))
-            picked = [rows[r][row % local] if row // local == rank else to_device(received[(r, row)], device)
-                      for r, row in mine]  # fmt: skip
+            device = self.accelerator.device
+            picked = [rows[r][i] if owner == rank else to_device(received[(r, i)], device) for r, owner, i in mine]
         else:
-            picked = [rows[r][row] for r, row in mine]
+            picked = [rows[r][i] for r, _, i in mine]
         merged = merge_rows(picked, self._tokenizer.pad_token_id)
         if "mm_token_type_ids" in outputs[0]:
             ids = torch.cat([merged["prompt_ids"], merged["completion_ids"]], dim=1)
