@@ -8,6 +8,11 @@ held-out greedy accuracy measured every 10 steps and at the end. Without: the de
 has fewer optimizer steps). Compared at an equal number of optimizer steps (the last multiple of 10 both reached)
 and at an equal number of rollouts (one pass over the same prompts each); zero_std_trained and seconds per step
 from metrics.jsonl. Writes OUT/dynamic_sampling.json and OUT/dynamic_sampling.md.
+
+    .venv/bin/python bench/dynamic_sampling.py --timing-steps 30 [--seeds 0]
+
+Seconds per step alone on the machine (run nothing else): both settings for 30 steps from the first seed's warm
+start, no held-out evaluation; writes OUT/timing.json.
 """
 
 import argparse
@@ -68,13 +73,34 @@ def accuracy_at(curve: list[dict], step: int) -> float:
     return next(p["accuracy"] for p in curve if p["step"] == step)
 
 
+def timing(demo: Path, out: Path, seed: int, steps: int) -> None:
+    """Median seconds per optimizer step and per generated prompt, with and without dynamic sampling."""
+    floor = bonus_floor(demo / "ladder")
+    result = {}
+    for name, recipe in (("without", {}), ("with", {"dynamic_sampling": True, "max_generation_rounds": 4})):
+        run_dir = out / "timing" / name
+        run_rl(demo / "warmstart", demo / "ladder" / "train.jsonl", run_dir, DemoScale(rl_steps=steps), floor, seed,
+               **recipe)  # fmt: skip
+        stats = step_stats(run_dir / "metrics.jsonl")
+        rows = read_jsonl(run_dir / "metrics.jsonl")
+        per_prompt = statistics.median(r["step_time"] / r["prompts_consumed"] for r in rows)
+        result[name] = {"steps": stats["steps"], "seconds_per_step": stats["seconds_per_step"],
+                        "seconds_per_prompt": per_prompt, "generation_rounds": stats["generation_rounds"],
+                        "prompts_per_step": stats["cumulative_prompts"][-1] / stats["steps"]}  # fmt: skip
+    (out / "timing.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--demo-dir", default="bench/results/demo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="bench/results/dynamic_sampling")
+    parser.add_argument("--timing-steps", type=int, default=0, help="Only time this many steps of each setting.")
     args = parser.parse_args()
     out = Path(args.out)
+    if args.timing_steps:
+        return timing(Path(args.demo_dir) / f"seed-{args.seeds[0]}", out, args.seeds[0], args.timing_steps)
     rows = {}
     for seed in args.seeds:
         demo = Path(args.demo_dir) / f"seed-{seed}"
