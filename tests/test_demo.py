@@ -39,8 +39,9 @@ def test_quick_demo_writes_a_well_formed_summary_and_report(tmp_path):
     assert [p["step"] for p in curve] == [0, round(n / 4), round(n / 2), round(3 * n / 4), n]
     assert curve[0]["accuracy"] == summary["accuracy_before"] and curve[-1]["accuracy"] == summary["accuracy_after"]
     assert all((out / "eval-during" / f"step-{p['step']}" / "results.json").is_file() for p in curve[1:-1])
-    for plot in ("learning_curve", "rewards", "length", "weight", "curriculum", "ladder", "compare"):
+    for plot in ("learning_curve", "rewards", "length", "weight", "curriculum", "sampling", "ladder", "compare"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000, plot
     metrics = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == summary["rl_steps"]
-    assert {"step", "reward", "accuracy", "format_rate", "bonus_rate", "dyna_weight_mean"} <= set(metrics[0])
+    assert {"step", "reward", "accuracy", "format_rate", "bonus_rate", "dyna_weight_mean", "zero_std_generated",
+            "zero_std_trained", "generation_rounds", "prompts_consumed"} <= set(metrics[0])  # fmt: skip
