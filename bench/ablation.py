@@ -109,7 +109,25 @@ def report(results: dict, seeds: list[int], out: Path) -> str:
         cells = [f"{results[name][s]['curve'][-1]['accuracy']:.3f} (AUC {results[name][s]['auc']:.3f})"
                  if s in results.get(name, {}) else "-" for s in seeds]  # fmt: skip
         per_seed.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nFinal greedy accuracy per seed (AUC):\n\n" + "\n".join(per_seed) + "\n"
+    paired = ["| observe_r1 minus | AUC | at 25 % | at 100 % |", "|---|---|---|---|"]
+    for name in VARIANTS:
+        common = [s for s in seeds if s in results.get(name, {}) and s in results.get("observe_r1", {})]
+        if name == "observe_r1" or len(common) < 2:
+            continue
+        cells = []
+        for pick in (lambda r: r["auc"], lambda r: r["curve"][1]["accuracy"], lambda r: r["curve"][-1]["accuracy"]):
+            diffs = [pick(results["observe_r1"][s]) - pick(results[name][s]) for s in common]
+            m, se = mean_se(diffs)
+            cells.append(f"{m:+.3f} ± {se:.3f} ({sum(d < 0 for d in diffs)}/{len(diffs)} seeds below)")
+        paired.append(f"| {name} | " + " | ".join(cells) + " |")
+    return (
+        "\n".join(lines)
+        + "\n\nFinal greedy accuracy per seed (AUC):\n\n"
+        + "\n".join(per_seed)
+        + "\n\nPaired by seed (same warm start), mean ± s.e. of the difference:\n\n"
+        + "\n".join(paired)
+        + "\n"
+    )
 
 
 def main() -> None:
