@@ -1,4 +1,4 @@
-"""``observe-r1 demo``: the whole Observe-R1 story on a laptop CPU, no GPU, no download (about 10 minutes).
+"""``observe-r1 demo``: the whole Observe-R1 story on a laptop CPU, no GPU, no download (about 8 minutes).
 
     observe-r1 demo --out demo/            # full run
     observe-r1 demo --quick --out demo/    # smaller, under 3 minutes (CI smoke test)
