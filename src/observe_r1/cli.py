@@ -110,7 +110,7 @@ def compare(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo"), help="Output directory (replaced): report.md, summary.json, plots/."),
-    quick: bool = typer.Option(False, help="Smaller scale, under 3 minutes."),
+    quick: bool = typer.Option(False, help="Smaller scale, under 2 minutes."),
     seed: int = typer.Option(0, help="Seed of the model, data, warm start and RL."),
 ) -> None:
     """The whole recipe on a laptop CPU: tiny model, warm start, NeuraLadder, Observe-R1 RL, eval, report."""

@@ -1,7 +1,7 @@
 """``observe-r1 demo``: the whole Observe-R1 story on a laptop CPU, no GPU, no download (about 8 minutes).
 
     observe-r1 demo --out demo/            # full run
-    observe-r1 demo --quick --out demo/    # smaller, under 3 minutes (CI smoke test)
+    observe-r1 demo --quick --out demo/    # smaller, under 2 minutes (CI smoke test)
 
 Stages, each timed and printed:
   1. build a small Qwen2.5-VL locally;
@@ -66,7 +66,7 @@ class DemoScale:
 
     @classmethod
     def quick(cls) -> DemoScale:
-        """The smaller scale of ``observe-r1 demo --quick`` (under 3 minutes)."""
+        """The smaller scale of ``observe-r1 demo --quick`` (under 2 minutes)."""
         return cls(sft_items=600, sft_steps=120, pool_items=200, k=4, rl_steps=20, heldout_items=64, eval_samples=2)
 
 

@@ -5,6 +5,7 @@ process's advantages are its slice of ``group_advantages`` over the gathered bat
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from tests.helpers import ParityAccuracy, synth_dataset, tiny_config  # noqa: E4
 def main(model_dir: str, out_json: str) -> None:
     out = Path(out_json)
     model, processor = load_policy(model_dir)
-    _, dataset = synth_dataset(out.parent / f"data-{torch.distributed.get_rank() if torch.distributed.is_initialized() else 0}", n=24)
+    # one data folder per process: the process group does not exist yet, so the rank comes from torchrun's env
+    _, dataset = synth_dataset(out.parent / f"data-{os.environ['RANK']}", n=24)
     args = tiny_config(out.parent / "run", per_device_train_batch_size=6, num_generations=4, max_steps=3, bonus_min_length=8)
     trainer = ObserveR1Trainer(
         model=model, args=args, reward_funcs=[ParityAccuracy(), FormatReward()], train_dataset=dataset,
