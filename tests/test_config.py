@@ -16,6 +16,7 @@ def test_defaults_reproduce_the_paper(tmp_path):
     assert (cfg.learning_rate, cfg.beta, cfg.num_generations, cfg.epsilon) == (1e-6, 0.01, 8, 0.2)
     assert cfg.curriculum == "ordered" and cfg.shuffle_dataset is False
     assert cfg.loss_type == "dapo"
+    assert cfg.dynamic_sampling is False  # not in the paper, and it did not help on the demo (docs/benchmarks.md)
 
 
 def test_ablations_are_one_flag_away(tmp_path):
@@ -30,6 +31,7 @@ def test_ablations_are_one_flag_away(tmp_path):
         ({"bonus_coef": -1.0}, "must be >= 0"),
         ({"reward_weights": [1.0, 1.0]}, "accuracy_weight / format_weight"),
         ({"scale_rewards": "batch"}, "scale_rewards='group'"),
+        ({"dynamic_sampling": True, "max_generation_rounds": 0}, "max_generation_rounds must be >= 1"),
     ],
 )
 def test_invalid_values_name_the_fix(tmp_path, kwargs, message):

@@ -143,3 +143,11 @@ def test_rows_of_different_widths_merge_with_padding_on_the_right_sides():
     assert merged["num_images"] == [1, 1] and "num_items_in_batch" not in merged
     with pytest.raises(NotImplementedError, match="image_sizes"):
         split_rows({**output(3, 2, 7), "image_sizes": torch.zeros(2, 2)})
+
+
+def test_iterable_datasets_are_refused_with_a_reason(tiny_model_dir, tmp_path):
+    model, processor = load_policy(tiny_model_dir)
+    _, dataset = synth_dataset(tmp_path, n=8)
+    config = tiny_config(tmp_path / "out", dynamic_sampling=True)
+    with pytest.raises(ValueError, match="map-style datasets.Dataset"):
+        build_trainer(model, processor, dataset.to_iterable_dataset(), config, reward_funcs=[ScriptedGroups()])

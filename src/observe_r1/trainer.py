@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 from accelerate.utils import gather, gather_object
-from datasets import Dataset, IterableDataset
+from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -97,7 +97,7 @@ class ObserveR1Trainer(GRPOTrainer):
         self.consumed_log = Path(consumed_log) if consumed_log else None
         self._cursor: PromptCursor | None = None
         if args.dynamic_sampling:
-            if not isinstance(self.train_dataset, Dataset) or isinstance(self.train_dataset, IterableDataset):
+            if not isinstance(self.train_dataset, Dataset):  # an IterableDataset cannot be read by index
                 raise ValueError("dynamic_sampling needs a map-style datasets.Dataset (rows read by index)")
             epochs = None if args.max_steps > 0 else math.ceil(args.num_train_epochs)
             self._cursor = PromptCursor(len(self.train_dataset), shuffle=args.shuffle_dataset, seed=args.seed,
