@@ -40,6 +40,7 @@ COMPLETION_SIDE = {  # right-padded; padded positions are masked out by completi
 PER_ROW = {"advantages", "num_images"}
 PER_IMAGE = {"pixel_values", "image_grid_thw"}  # a row's images, concatenated in row order
 REBUILT = {"num_items_in_batch", "mm_token_type_ids"}  # recomputed for the merged batch
+_FILL = {**PROMPT_SIDE, **COMPLETION_SIDE}
 
 
 class PromptCursor:
@@ -187,7 +188,7 @@ def merge_rows(rows: list[dict], pad_token_id: int) -> dict:
     for key in rows[0]:
         values = [row[key] for row in rows]
         if key in PROMPT_SIDE or key in COMPLETION_SIDE:
-            fill = {**PROMPT_SIDE, **COMPLETION_SIDE}[key]
+            fill = _FILL[key]
             side = "left" if key in PROMPT_SIDE else "right"
             out[key] = pad(values, padding_value=pad_token_id if fill == "pad" else fill, padding_side=side)
         elif key == "advantages":
@@ -197,8 +198,3 @@ def merge_rows(rows: list[dict], pad_token_id: int) -> dict:
         else:  # PER_IMAGE
             out[key] = torch.cat(values)
     return out
-
-
-def to_device(row: dict, device) -> dict:
-    """A row with its tensors moved to ``device`` (CPU to send it to another process, back after)."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in row.items()}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from accelerate.utils import gather, gather_object
+from accelerate.utils import gather, gather_object, send_to_device
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
@@ -25,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from observe_r1.algo import GroupAdvantages, group_advantages
-from observe_r1.dynamic import PromptCursor, merge_rows, refill_size, select_groups, split_rows, to_device
+from observe_r1.dynamic import PromptCursor, merge_rows, refill_size, select_groups, split_rows
 from observe_r1.jsonl import append_jsonl
 from observe_r1.mathpool import REWARD_STATS
 from observe_r1.models import VISION_TOKENS
@@ -165,10 +165,11 @@ class ObserveR1Trainer(GRPOTrainer):
         G, world, rank = self.num_generations, self.accelerator.num_processes, self.accelerator.process_index
         target = local * world // G
         self._cursor_at_generation = self._cursor.state_dict()
-        outputs, batches, sizes = [], [], []
-        informative = 0
-        while len(batches) < self.args.max_generation_rounds and informative < target:
-            generated = sum(b.informative().numel() for b in batches)
+        outputs, batches, sizes, flags = [], [], [], []  # flags[r][g]: group g of round r is informative
+        while len(batches) < self.args.max_generation_rounds:
+            informative, generated = sum(map(sum, flags)), sum(map(len, flags))
+            if informative >= target:
+                break
             count = refill_size(target, informative, generated, G, world)
             indices = self._cursor.take(count, new_epoch=not batches)
             if indices is None:  # the epoch ends: train on what there is
@@ -179,19 +180,22 @@ class ObserveR1Trainer(GRPOTrainer):
             outputs.append(output)
             batches.append(groups)
             sizes.append(size)
-            informative += int(groups.informative().sum())
+            flags.append(groups.informative().tolist())
         if not batches:
             raise RuntimeError("dynamic sampling: no prompts left to generate for (the epoch limit is reached)")
-        trained, dropped, surplus = select_groups([b.informative().tolist() for b in batches], target)
+        trained, dropped, surplus = select_groups(flags, target)
         merged = self._gather_rows(outputs, sizes, trained, local)
-        chosen = GroupBatch.cat([batches[r].take([g]) for r, g in trained])
+        everything = GroupBatch.cat(batches)
+        offsets = [sum(map(len, flags[:r])) for r in range(len(flags))]
+        chosen = everything.take([offsets[r] + g for r, g in trained])
         self._log_observe_r1("train", chosen)
-        self._log_sampling(generated=GroupBatch.cat(batches), trained=chosen, rounds=len(batches))
+        self._log_sampling(generated=everything, trained=chosen, rounds=len(batches))
+        ids = everything.group_ids()
 
-        def ids(pairs):
-            return [batches[r].group_ids()[g] for r, g in pairs]
+        def named(pairs):
+            return [ids[offsets[r] + g] for r, g in pairs]
 
-        self._log_consumed(trained=ids(trained), dropped=ids(dropped), surplus=ids(surplus))
+        self._log_consumed(trained=named(trained), dropped=named(dropped), surplus=named(surplus))
         if not self._cursor.can_take(target, new_epoch=True):
             self.control.should_training_stop = True  # num_train_epochs passes over the prompts are done
         return merged
@@ -206,11 +210,12 @@ class ObserveR1Trainer(GRPOTrainer):
         rows = {r: split_rows(output) for r, output in enumerate(outputs)}
         mine = wanted[rank * local : (rank + 1) * local]
         if self.accelerator.num_processes > 1:
-            send = [((r, i), to_device(rows[r][i], "cpu"))
+            send = [((r, i), send_to_device(rows[r][i], "cpu"))
                     for j, (r, owner, i) in enumerate(wanted) if owner == rank and j // local != rank]  # fmt: skip
             received = dict(gather_object(send))
             device = self.accelerator.device
-            picked = [rows[r][i] if owner == rank else to_device(received[(r, i)], device) for r, owner, i in mine]
+            picked = [rows[r][i] if owner == rank else send_to_device(received[(r, i)], device)
+                      for r, owner, i in mine]  # fmt: skip
         else:
             picked = [rows[r][i] for r, _, i in mine]
         merged = merge_rows(picked, self._tokenizer.pad_token_id)
@@ -256,7 +261,7 @@ class ObserveR1Trainer(GRPOTrainer):
         metrics["dynamic_sampling/zero_std_generated"].append(1.0 - generated.informative().float().mean().item())
         metrics["dynamic_sampling/zero_std_trained"].append(1.0 - trained.informative().float().mean().item())
         metrics["dynamic_sampling/generation_rounds"].append(float(rounds))
-        metrics["dynamic_sampling/prompts_consumed"].append(float(len(generated.group_ids())))
+        metrics["dynamic_sampling/prompts_consumed"].append(float(generated.correct.shape[0]))
 
     def _log_consumed(self, trained: list, dropped: list | None = None, surplus: list | None = None) -> None:
         """One line of ``consumed.jsonl``: the prompt ids this step trained on (and, with dynamic sampling, the
