@@ -17,10 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-from observe_r1.demo import DemoScale, LearningCurve, bonus_floor, run_rl
-from observe_r1.eval import evaluate
-from observe_r1.generation import HFGenerator
-from observe_r1.models import load_policy
+from observe_r1.demo import DemoScale, rl_curve
 
 VARIANTS = {
     "observe_r1": {},
@@ -41,16 +38,8 @@ def run_variant(demo: Path, name: str, out: Path, seed: int) -> dict:
     if name == "observe_r1":
         curve = summary["learning_curve"]
     else:
-        scale = DemoScale(rl_steps=summary["rl_steps"])
-        heldout = demo / "data" / "heldout.jsonl"
-        during = LearningCurve(heldout, out / "eval-during", scale.max_new_tokens)
-        trainer = run_rl(demo / "warmstart", demo / "ladder" / "train.jsonl", out / "rl", scale,
-                         bonus_floor(demo / "ladder"), seed, callbacks=[during], **VARIANTS[name])  # fmt: skip
-        model, processor = load_policy(out / "rl" / "final")
-        generator = HFGenerator(model, processor, batch_size=64, max_new_tokens=scale.max_new_tokens)
-        final = evaluate(generator, heldout, out / "eval-final")
-        curve = [{"step": 0, "accuracy": summary["accuracy_before"]}, *during.points,
-                 {"step": trainer.state.global_step, "accuracy": final["accuracy"]}]  # fmt: skip
+        points = rl_curve(demo, out, seed, DemoScale(rl_steps=summary["rl_steps"]), **VARIANTS[name])
+        curve = [{"step": 0, "accuracy": summary["accuracy_before"]}, *points]
     result = {"curve": curve, "auc": area(curve), "majority_baseline": summary["majority_baseline"]}
     out.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result, indent=2))

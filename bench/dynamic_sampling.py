@@ -20,11 +20,8 @@ import json
 import statistics
 from pathlib import Path
 
-from observe_r1.demo import DemoScale, LearningCurve, bonus_floor, run_rl
-from observe_r1.eval import evaluate
-from observe_r1.generation import HFGenerator
+from observe_r1.demo import DemoScale, bonus_floor, rl_curve, run_rl
 from observe_r1.jsonl import read_jsonl
-from observe_r1.models import load_policy
 
 
 def run(demo: Path, out: Path, seed: int, **recipe) -> dict:
@@ -32,16 +29,7 @@ def run(demo: Path, out: Path, seed: int, **recipe) -> dict:
     result_path = out / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    scale = DemoScale()
-    heldout = demo / "data" / "heldout.jsonl"
-    curve = LearningCurve(heldout, out / "eval-during", scale.max_new_tokens, every=10)
-    floor = bonus_floor(demo / "ladder")
-    trainer = run_rl(demo / "warmstart", demo / "ladder" / "train.jsonl", out / "rl", scale, floor, seed,
-                     callbacks=[curve], **recipe)  # fmt: skip
-    model, processor = load_policy(out / "rl" / "final")
-    final = evaluate(HFGenerator(model, processor, batch_size=64, max_new_tokens=scale.max_new_tokens), heldout,
-                     out / "eval-final")  # fmt: skip
-    points = [*curve.points, {"step": trainer.state.global_step, "accuracy": final["accuracy"]}]
+    points = rl_curve(demo, out, seed, DemoScale(), every=10, **recipe)
     result = {"curve": points, **step_stats(out / "rl" / "metrics.jsonl")}
     result_path.write_text(json.dumps(result, indent=2))
     return result

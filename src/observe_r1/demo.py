@@ -149,6 +149,20 @@ def run_rl(
     return trainer
 
 
+def rl_curve(demo_dir: Path, out: Path, seed: int, scale: DemoScale, every: int | None = None, **recipe) -> list:
+    """RL (:func:`run_rl` into ``out/rl``) from the warm start of a demo directory on its ladder, with held-out
+    greedy accuracy measured during training (at 25/50/75 %, or every ``every`` steps) and after it; returns the
+    points ``[{step, accuracy}, ...]``, the last one after training (``bench/`` comparisons use it)."""
+    heldout = demo_dir / "data" / "heldout.jsonl"
+    during = LearningCurve(heldout, out / "eval-during", scale.max_new_tokens, every=every)
+    trainer = run_rl(demo_dir / "warmstart", demo_dir / "ladder" / "train.jsonl", out / "rl", scale,
+                     bonus_floor(demo_dir / "ladder"), seed, callbacks=[during], **recipe)  # fmt: skip
+    model, processor = load_policy(out / "rl" / "final")
+    generator = HFGenerator(model, processor, batch_size=64, max_new_tokens=scale.max_new_tokens)
+    final = evaluate(generator, heldout, out / "eval-final")
+    return [*during.points, {"step": trainer.state.global_step, "accuracy": final["accuracy"]}]
+
+
 def evaluate_both(model_dir: Path, heldout: Path, out: Path, scale: DemoScale) -> dict:
     """Greedy and sampled held-out evaluation of ``model_dir`` into ``out/greedy`` and ``out/sampled``."""
     model, processor = load_policy(model_dir)
