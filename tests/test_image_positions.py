@@ -12,14 +12,18 @@ from pathlib import Path
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import split_pixel_values_by_grid
 
+from observe_r1.jsonl import read_jsonl
 from observe_r1.models import load_policy
 from observe_r1.rewards import FormatReward
+from observe_r1.train import build_trainer
 from observe_r1.trainer import ObserveR1Trainer, image_token_types
 from tests.helpers import (
     RECIPE_MAX_PIXELS,
     ImagePositionCheck,
     ParityAccuracy,
+    ScriptedGroups,
     benchmark_file,
     mathvision_dataset,
     tiny_config,
@@ -86,3 +90,42 @@ def test_two_processes_real_images_aligned_on_every_forward(tiny_model_dir, tmp_
         assert sum(rank["misaligned"]) == 0, rank["misaligned"]
     assert len(set(ranks[0]["image_tokens"]) | set(ranks[1]["image_tokens"])) >= 4
     assert ranks[0]["ids"][-1] == ranks[1]["ids"][0]  # a group split across the two processes
+
+
+def test_dynamic_sampling_regroups_real_images_of_different_sizes(tiny_model_dir, tmp_path):
+    """Rows of two generation rounds (different prompt lengths, different image sizes) merged into one batch: every
+    forward keeps its image marks, and each trained row carries its own prompt's image patches."""
+    model, processor = load_policy(tiny_model_dir)
+    processor.tokenizer.padding_side = "right"
+    _processor_at(processor, RECIPE_MAX_PIXELS)
+    dataset = mathvision_dataset(n=16)
+    check = ImagePositionCheck(model, processor)
+    args = tiny_config(tmp_path / "out", per_device_train_batch_size=16, max_steps=2, beta=0.04,
+                       dynamic_sampling=True)  # fmt: skip
+    trainer = build_trainer(model, processor, dataset, args, reward_funcs=[ScriptedGroups(constant_rows={0, 5})],
+                            concise_progress=False)  # fmt: skip
+    outputs = []
+    original = trainer._generate_and_score_completions
+
+    def spy(inputs):
+        output = original(inputs)
+        outputs.append(split_pixel_values_by_grid({k: v for k, v in output.items()}))
+        return output
+
+    trainer._generate_and_score_completions = spy
+    trainer.train()
+    consumed = read_jsonl(tmp_path / "out" / "consumed.jsonl")
+    ids = dataset["id"]
+    # step 0: rows 0-3 (0 constant) leave one group missing; the refill asks for 1 / (3/4) -> 2 prompts, rows 4-5
+    assert [row["ids"] for row in consumed] == [ids[1:5], ids[6:10]]
+    assert consumed[0]["dropped"] == [ids[0], ids[5]]
+    assert sum(check.misaligned) == 0, f"misaligned samples per forward: {check.misaligned}"
+    sizes = set()
+    for output, row in zip(outputs, consumed, strict=True):
+        for j, prompt_id in enumerate(row["ids"]):
+            image = dataset[ids.index(prompt_id)]["images"][0]
+            expected = processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+            sizes.add(expected.shape[0])
+            for m in range(4):
+                assert torch.equal(output["pixel_values"][4 * j + m], expected)
+    assert len(sizes) >= 3  # the merged batches really mixed image sizes
