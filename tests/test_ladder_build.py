@@ -67,9 +67,17 @@ def test_stages_on_scripted_outcomes(tmp_path):
 
 
 def test_malformed_sources_name_file_row_and_field(tmp_path):
-    src = _source(tmp_path, [{"problem": "q", "answer": "1"}, {"problem": "q", "answer": ""}])
-    with pytest.raises(DataError, match=r"src.jsonl: row 1: field 'answer': empty answer"):
-        build([str(src)], ScriptedGenerator(), tmp_path / "lad", k=2)
+    rows = [{"problem": "q solved=1", "answer": "1"}, {"problem": "q solved=1", "answer": ""},
+            {"problem": "q solved=1", "answer": "a free-form sentence of many words"}]  # fmt: skip
+    src = _source(tmp_path, rows)
+    stats = build([str(src)], ScriptedGenerator(), tmp_path / "lad0", k=2, prune_percentile=0)
+    stage = {s["stage"]: s for s in stats["stages"]}["verifiable_filter"]  # one rule drops and counts both
+    assert stage["in"] == 3 and stage["out"] == 1
+    assert stage["drops"] == {"empty answer": 1, "free-form text answer (> 3 words)": 1}
+    with pytest.raises(
+        DataError, match=r"src: row 1 \(id 'src/src-1'\): field 'answer': empty answer \(without --strict"
+    ):
+        build([str(src)], ScriptedGenerator(), tmp_path / "lad", k=2, strict=True)
     src.write_text(json.dumps({"problem": "q", "answer": "1", "images": ["missing.png"]}) + "\n")
     with pytest.raises(DataError, match=r"row 0: field 'images': image file not found"):
         build([str(src)], ScriptedGenerator(), tmp_path / "lad", k=2)

@@ -97,9 +97,10 @@ def test_logicvista_letter_sets_and_skills():
 def test_wemath_options_split_whatever_the_separator():
     items, _ = _load("wemath")
     assert all(len(it["choices"]) >= 4 and it["choices"][-1] == "No correct answer" for it in items)
-    by_id = {it["id"]: it for it in items}
-    assert by_id["2steps_59"]["choices"][:2] == ["①", "②"]  # "B．②" with a full-width stop
-    first = by_id["2steps_1"]
+    by_id = {it["id"]: it for it in items}  # the row id is We-Math's unique "question number"
+    assert by_id["59"]["choices"][:2] == ["①", "②"]  # "B．②" with a full-width stop
+    assert by_id["59"]["meta"] == {"ID": "2steps_59", "key": "2steps_1"}
+    first = by_id["1"]
     assert first["choices"][2] == "3000, 4000" and first["answer"] == "C" and first["category"] == "2steps"
     assert first["images"][0].endswith("wemath/data/2steps/image/1-1.png")
     assert _score([first] * 3, ["C", "3000, 4000", "300, 400"]) == [1.0, 1.0, 0.0]

@@ -5,7 +5,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observe_r1.data import check_gold
 from observe_r1.mathpool import REWARD_STATS
 from observe_r1.rewards import (
     AccuracyReward,
@@ -14,6 +13,7 @@ from observe_r1.rewards import (
     extract_answer,
     format_reward,
     score_completions,
+    unscoreable,
 )
 
 
@@ -118,9 +118,9 @@ def test_unparseable_gold_scores_zero_and_is_counted():
     before = REWARD_STATS["unparseable_gold"]
     assert accuracy_reward(wrap("\\frac{1}{2"), "\\frac{1}{2") == 0.0  # reference code scored this 1.0
     assert REWARD_STATS["unparseable_gold"] == before + 1
-    assert "can't be parsed" in check_gold("\\frac{1}{2")
-    assert check_gold("") == "empty answer"
-    assert check_gold("\\frac{3}{4}") is None and check_gold("B") is None and check_gold("yes") is None
+    assert "can't be parsed" in unscoreable("\\frac{1}{2")
+    assert unscoreable("") == "empty answer"
+    assert unscoreable("\\frac{3}{4}") is None and unscoreable("B") is None and unscoreable("yes") is None
 
 
 def test_same_results_from_worker_thread():

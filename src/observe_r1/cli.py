@@ -78,12 +78,18 @@ def eval_cmd(
     backend: str = typer.Option("hf", help="hf or vllm."),
     batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
     max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
+    skip_bad_rows: bool = typer.Option(False, help="Skip and count unusable rows (e.g. a missing image)."),
+    strict: bool = typer.Option(
+        False, help="Stop at a gold answer no rule can score, instead of scoring it as the authors do and counting it."
+    ),
 ) -> None:
-    """Evaluate a model, or score saved responses: accuracy, format compliance and response lengths (resumable)."""
-    from observe_r1.eval import evaluate, score_responses
+    """Evaluate a model, or score saved responses: the benchmark's official figures, accuracy, format compliance
+    and response lengths (resumable)."""
+    from observe_r1.eval import eval_line, evaluate, score_responses
 
     if responses is not None:
-        results = score_responses(benchmark, responses, out, layout=layout, limit=limit)
+        results = score_responses(benchmark, responses, out, layout=layout, limit=limit, skip_bad_rows=skip_bad_rows,
+                                  strict=strict)  # fmt: skip
     else:
         if model is None:
             raise typer.BadParameter("give --model to generate, or --responses to score saved responses")
@@ -91,8 +97,9 @@ def eval_cmd(
 
         generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
         results = evaluate(generator, benchmark, out, samples=samples, temperature=temperature, prompt=prompt,
-                           limit=limit, layout=layout, batch_size=batch_size, image_root=image_root)  # fmt: skip
-    typer.echo(f"accuracy {results['accuracy']:.3f}  format_rate {results['format_rate']:.3f}  -> {out}")
+                           limit=limit, layout=layout, batch_size=batch_size, image_root=image_root,
+                           skip_bad_rows=skip_bad_rows, strict=strict)  # fmt: skip
+    typer.echo(eval_line(results, out))
 
 
 @app.command()
@@ -137,6 +144,7 @@ def ladder_build(
     batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
     max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
     skip_bad_rows: bool = typer.Option(False, help="Skip and count unusable rows instead of stopping."),
+    strict: bool = typer.Option(False, help="Stop at a gold answer no rule can verify instead of dropping it."),
     image_root: Path = typer.Option(None, help="Folder to look for relative image paths in first."),
     seed: int = typer.Option(0, help="Seed of the rating samples (per chunk, so a resumed build is identical)."),
 ) -> None:
@@ -146,7 +154,7 @@ def ladder_build(
 
     generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
     build(source, generator, out, k=k, temperature=temperature, shard=shard, use_easy_filter=easy_filter,
-          prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, image_root=image_root,
+          prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, strict=strict, image_root=image_root,
           seed=seed)  # fmt: skip
     plot_stats(out)
     typer.echo(format_stats(out))

@@ -118,6 +118,10 @@ class TrainScriptArguments:
     skip_bad_rows: bool = field(
         default=False, metadata={"help": "Skip and count unusable rows instead of stopping at the first one."}
     )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Stop at a row whose gold answer no rule can score (default: drop it, count it, warn)."},
+    )
     image_root: str | None = field(
         default=None,
         metadata={

@@ -11,15 +11,19 @@ Images stay references (an absolute path or encoded bytes) until a batch needs t
 with the dataset. A relative path is looked up under ``image_root`` (if given), then the file's folder and its
 parents, each as is and under ``images/``; when it is nowhere, the error lists the places tried.
 
-A bad row (missing or unreadable image, empty or unparseable answer, unreadable options) raises
-:class:`DataError` naming file, row and field, or, with ``skip_bad_rows=True``, is dropped and counted in the
-returned :class:`LoadReport`. Row order is kept: the ladder is consumed in file order.
+A bad row (missing or unreadable image, unreadable options, an empty question) raises :class:`DataError` naming
+file, row and field, or, with ``skip_bad_rows=True``, is dropped and counted in the returned :class:`LoadReport`.
+A row whose gold answer no rule can score (:func:`observe_r1.rewards.unscoreable`: empty, unparseable) is an error,
+dropped and counted, or kept and listed, as the caller asks (``unscoreable=``): ``eval`` keeps and lists it,
+``train`` drops and counts it, ``--strict`` makes it an error. Row order is kept: the ladder is consumed in file
+order.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +31,8 @@ from pathlib import Path
 from PIL import Image
 
 from observe_r1.layouts import IMAGE_FIELDS, PARSERS, RowError, detect_layout, parse_row
-from observe_r1.mathpool import INTEGER, MAX_ANSWER_CHARS, gold_parses
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
-from observe_r1.rewards import gold_kind
+from observe_r1.rewards import unscoreable as unscoreable_reason
 
 # Decompression-bomb guard: refuse images above this many pixels before decoding them.
 Image.MAX_IMAGE_PIXELS = 64_000_000
@@ -48,13 +51,17 @@ class LoadReport:
     layout: str = ""
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
+    unscoreable: dict[str, str] = field(default_factory=dict)  # id -> why its gold can't be scored (kept or dropped)
 
     def __str__(self) -> str:
         reasons = ", ".join(f"{n} × {r}" for r, n in self.skipped.most_common()) or "none"
-        return (
+        text = (
             f"{self.path} ({self.layout} layout): kept {self.kept} rows, "
             f"skipped {sum(self.skipped.values())} ({reasons})"
         )
+        if self.unscoreable:
+            text += f"; {len(self.unscoreable)} with an unscoreable gold (ids {list(self.unscoreable)[:5]})"
+        return text
 
 
 # ------------------------------------------------------------------------------------------------ raw rows
@@ -214,34 +221,25 @@ def with_images(item: dict) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------- items
-def check_gold(answer: object) -> str | None:
-    """Why a gold answer can't be used for training (None if it can): empty, too long, or unparseable maths."""
-    if answer is None or not str(answer).strip():
-        return "empty answer"
-    answer = str(answer).strip()
-    if len(answer) > MAX_ANSWER_CHARS:
-        return f"answer longer than {MAX_ANSWER_CHARS} characters"
-    if gold_kind(answer) == "math" and not INTEGER.fullmatch(answer):
-        if not gold_parses(answer):
-            return f"answer {answer[:60]!r} can't be parsed as a number or LaTeX"
-    return None
-
-
 def load_items(
     path: str | Path,
     *,
     layout: str | None = None,
     image_root: str | Path | None = None,
     images: str = "check",
-    check_answers: bool = True,
+    unscoreable: str = "error",
     skip_bad_rows: bool = False,
 ) -> tuple[list[dict], LoadReport]:
     """Items of a data file in file order (see :mod:`observe_r1.layouts` for the fields).
 
     ``images``: ``check`` resolves every reference and reads its header (not its pixels); ``resolve`` only
     finds the files; ``ignore`` leaves references as they are (scoring saved responses needs no image).
-    ``check_answers`` refuses golds that no rule can verify (training and the ladder need that; eval counts them).
+    ``unscoreable``: what to do with a row whose gold no rule can score — ``error`` (a :class:`DataError`, or
+    skipped with ``skip_bad_rows``), ``drop`` (dropped, counted in ``report.skipped`` and listed in
+    ``report.unscoreable``) or ``keep`` (kept and listed in ``report.unscoreable``).
     """
+    if unscoreable not in ("error", "drop", "keep"):
+        raise ValueError(f"unscoreable must be 'error', 'drop' or 'keep', not {unscoreable!r}")
     path = Path(path)
     rows = read_rows(path)
     if not rows:
@@ -260,19 +258,25 @@ def load_items(
         where = f"row {i}" + (f" (id {row['_key']!r})" if "_key" in row else "")
         try:
             item = parse_row(row, layout)
-            if check_answers and (reason := check_gold(item["answer"])):
-                raise RowError("answer", reason)
+            item["id"] = item["id"] or f"{path.stem}-{i}"
+            if reason := unscoreable_reason(item["answer"]):
+                if unscoreable == "error":
+                    raise RowError("answer", f"{reason} (unscoreable gold)")
+                report.unscoreable[item["id"]] = reason
+                if unscoreable == "drop":
+                    report.skipped[f"answer: {reason.split(' (')[0]}"] += 1
+                    continue
             if images != "ignore":
                 field_name = "decoded_image" if "decoded_image" in row else IMAGE_FIELDS[layout]
                 item["images"] = [_resolved(resolve, ref, images == "check", field_name) for ref in item["images"]]
         except RowError as err:
             fieldname, reason = err.args
             if not skip_bad_rows:
-                raise DataError(f"{path}: {where}: field '{fieldname}': {reason} "
-                                f"(pass --skip-bad-rows to skip and count such rows)") from None  # fmt: skip
+                hint = ("without --strict such rows are counted instead" if reason.endswith("(unscoreable gold)")
+                        else "pass --skip-bad-rows to skip and count such rows")  # fmt: skip
+                raise DataError(f"{path}: {where}: field '{fieldname}': {reason} ({hint})") from None
             report.skipped[f"{fieldname}: {reason.split(' (')[0].split(':')[0]}"] += 1
             continue
-        item["id"] = item["id"] or f"{path.stem}-{i}"
         if item["id"] in seen:
             raise DataError(f"{path}: {where}: field 'id': duplicate id {item['id']!r}")
         seen.add(item["id"])
@@ -333,10 +337,18 @@ def load_grpo_dataset(
     path: str | Path,
     *,
     skip_bad_rows: bool = False,
+    strict: bool = False,
     system_prompt: str | None = SYSTEM_PROMPT,
     image_root: str | Path | None = None,
     layout: str | None = None,
 ):
-    """:func:`load_items` then :func:`to_grpo_dataset`; returns ``(dataset, report)``."""
-    items, report = load_items(path, layout=layout, image_root=image_root, skip_bad_rows=skip_bad_rows)
+    """:func:`load_items` then :func:`to_grpo_dataset`; returns ``(dataset, report)``.
+
+    Rows with an unscoreable gold can't be rewarded: they are dropped, counted and warned about (an error with
+    ``strict``)."""
+    items, report = load_items(path, layout=layout, image_root=image_root, skip_bad_rows=skip_bad_rows,
+                               unscoreable="error" if strict else "drop")  # fmt: skip
+    if report.unscoreable:
+        warnings.warn(f"{path}: dropped {len(report.unscoreable)} rows whose gold answer can't be scored "
+                      f"(ids {list(report.unscoreable)[:5]}); --strict makes this an error", stacklevel=2)  # fmt: skip
     return to_grpo_dataset(items, system_prompt), report

@@ -10,9 +10,12 @@ Benchmarks are read through the same ingest path as training data (``observe_r1.
 published layout, options carried with each item so that an answer given as the option's text counts like its
 letter, images decoded batch by batch.
 
-Writes ``results.json`` (accuracy, format_rate, per-category accuracy, mean tokens of correct and incorrect
-responses, mean observe/think lengths), ``predictions.jsonl`` (every response, its extracted answer and verdict;
-appended batch by batch so a killed eval resumes), and ``summary.md``.
+Writes ``results.json`` (``official``: the benchmark's own figures, computed as its authors' code computes them,
+see :mod:`observe_r1.official`; accuracy under observe-r1's training reward, format_rate, per-category accuracy,
+mean tokens of correct and incorrect responses, mean observe/think lengths; ``n_unscoreable`` and
+``unscoreable_ids``: rows whose gold no rule can score, scored as the authors' code scores them),
+``predictions.jsonl`` (every response, its extracted answer, both verdicts; appended batch by batch so a killed
+eval resumes), and ``summary.md`` (official figures first).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tqdm import tqdm
 
 from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
+from observe_r1.official import headline, official_correct, official_results
 from observe_r1.prompts import PLAIN_PROMPT, SYSTEM_PROMPT
 from observe_r1.rewards import extract_answer, format_reward, score_completions
 
@@ -49,8 +53,11 @@ def _tag_length(response: str, tag: str) -> int | None:
     return len(response[start + len(tag) + 2 : end].split()) if 0 <= start < end else None
 
 
-def score_predictions(items: list[dict], responses: list[list[tuple[str, int | None]]]) -> list[dict]:
-    """One prediction row per (item, sample): extracted answer, verdict, format, token count."""
+def score_predictions(
+    items: list[dict], responses: list[list[tuple[str, int | None]]], benchmark: str | None = None
+) -> list[dict]:
+    """One prediction row per (item, sample): extracted answer, verdicts (``correct``: the training reward;
+    ``official``: the benchmark's own rule), format, token count."""
     rows, texts, golds, choices, precisions = [], [], [], [], []
     for item, samples in zip(items, responses, strict=True):
         for j, (text, tokens) in enumerate(samples):
@@ -63,8 +70,10 @@ def score_predictions(items: list[dict], responses: list[list[tuple[str, int | N
             choices.append(item.get("choices") or [])
             precisions.append(item.get("precision"))
     scores = score_completions(texts, golds, choices=choices, precisions=precisions)
+    items_by_id = {item["id"]: item for item in items}
     for row, score in zip(rows, scores, strict=True):
         row["correct"] = bool(score)
+        row["official"] = official_correct(benchmark, row["extracted"], items_by_id[row["id"]], row["correct"])
     return rows
 
 
@@ -105,14 +114,18 @@ def evaluate(
     limit: int | None = None,
     layout: str | None = None,
     image_root: str | Path | None = None,
+    skip_bad_rows: bool = False,
+    strict: bool = False,
 ) -> dict:
     """Evaluate ``generator`` on ``benchmark`` into ``out``; resumes from ``out/predictions.jsonl``.
 
-    Images are decoded batch by batch: memory does not grow with the benchmark.
+    Images are decoded batch by batch: memory does not grow with the benchmark. A row whose gold no rule can
+    score is evaluated, scored as the benchmark's authors score it and listed (``strict``: an error instead).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    items, _ = load_items(benchmark, layout=layout, image_root=image_root, check_answers=False)
+    items, report = load_items(benchmark, layout=layout, image_root=image_root, skip_bad_rows=skip_bad_rows,
+                               unscoreable="error" if strict else "keep")  # fmt: skip
     items = items[:limit]
     predictions = out / "predictions.jsonl"
     done = {}
@@ -128,9 +141,10 @@ def evaluate(
             decoded = [with_images(item) for item in batch]
             responses = generator.generate(decoded, n=samples, temperature=temperature, system_prompt=system_prompt)
             del decoded
-            append_jsonl(predictions, score_predictions(batch, responses))
+            append_jsonl(predictions, score_predictions(batch, responses, report.layout))
             bar.update(len(batch))
-    return _write_results(items, read_jsonl(predictions), out, benchmark, samples=samples, temperature=temperature)
+    return _write_results(items, read_jsonl(predictions), out, benchmark, report, samples=samples,
+                          temperature=temperature)  # fmt: skip
 
 
 def score_responses(
@@ -140,6 +154,8 @@ def score_responses(
     *,
     layout: str | None = None,
     limit: int | None = None,
+    skip_bad_rows: bool = False,
+    strict: bool = False,
 ) -> dict:
     """Score saved responses (lines ``{"id", "response"}``, several per id = samples in order) without a model
     and without opening any image; writes the same files as :func:`evaluate`.
@@ -149,7 +165,8 @@ def score_responses(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    items, _ = load_items(benchmark, layout=layout, images="ignore", check_answers=False)
+    items, report = load_items(benchmark, layout=layout, images="ignore", skip_bad_rows=skip_bad_rows,
+                               unscoreable="error" if strict else "keep")  # fmt: skip
     items = items[:limit]
     by_id: dict[str, list] = {}
     for i, row in enumerate(read_jsonl(responses)):
@@ -164,28 +181,72 @@ def score_responses(
     scored = [it for it in items if it["id"] in by_id]
     if not scored:
         raise DataError(f"{responses}: no response matches an id of {benchmark}")
-    rows = score_predictions(scored, [by_id[it["id"]] for it in scored])
+    rows = score_predictions(scored, [by_id[it["id"]] for it in scored], report.layout)
     write_jsonl(out / "predictions.jsonl", rows)
     samples = max(len(v) for v in by_id.values())
-    return _write_results(scored, rows, out, benchmark, samples=samples, temperature=None,
+    return _write_results(scored, rows, out, benchmark, report, samples=samples, temperature=None,
                           n_missing=len(items) - len(scored))  # fmt: skip
 
 
-def _write_results(items, rows, out: Path, benchmark, *, samples, temperature, **extra) -> dict:
+def _write_results(items, rows, out: Path, benchmark, report, *, samples, temperature, **extra) -> dict:
     order = {it["id"]: i for i, it in enumerate(items)}
     rows = sorted((r for r in rows if r["id"] in order), key=lambda r: (order[r["id"]], r["sample"]))
-    results = {"benchmark": str(benchmark), "samples": samples, "temperature": temperature, **aggregate(rows), **extra}
+    by_id = {it["id"]: it for it in items}
+    for row in rows:  # predictions written before official verdicts existed get them now
+        if "official" not in row:
+            row["official"] = official_correct(report.layout, row["extracted"], by_id[row["id"]], row["correct"])
+    unscoreable = [i for i in report.unscoreable if i in order]
+    results = {"benchmark": str(benchmark), "layout": report.layout, "samples": samples, "temperature": temperature,
+               "official": official_results(report.layout, items, rows), **aggregate(rows),
+               "n_unscoreable": len(unscoreable), "unscoreable_ids": unscoreable,
+               "n_skipped_rows": sum(report.skipped.values()), **extra}  # fmt: skip
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "summary.md").write_text(summary_markdown(results))
     return results
 
 
+def eval_line(results: dict, out) -> str:
+    """The one line ``observe-r1 eval`` prints: the official figure first."""
+    official = results.get("official")
+    head = "  ".join(f"{results['layout']} {name} {value:.4f}" for name, value in headline(official or {}))
+    line = f"accuracy {results['accuracy']:.3f}  format_rate {results['format_rate']:.3f}"
+    if results.get("n_unscoreable"):
+        line += f"  unscoreable {results['n_unscoreable']}"
+    return f"{head + '  |  ' if head else ''}{line}  -> {out}"
+
+
+def _official_markdown(official: dict) -> list[str]:
+    """The official block: headline figures, then every breakdown as a table."""
+    fig = official["sample_0"]
+    lines = [f"## Official {official['benchmark']} figures ({official['uses']} of {official['n_samples']})", ""]
+    lines += [f"- **{name}: {value:.4f}**" for name, value in headline(official)]
+    scalars = {k: v for k, v in fig.items() if not isinstance(v, dict)}
+    counts = {k: v for k, v in fig.items() if isinstance(v, dict) and set(v) == {"count", "rate"}}
+    lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in scalars.items()]
+    if counts:
+        lines += ["", "| dimension | count | rate |", "|---|---|---|"]
+        lines += [f"| {k} | {v['count']} | {v['rate']:.4f} |" for k, v in counts.items()]
+    for name, table in fig.items():
+        if isinstance(table, dict) and name not in counts:
+            lines += ["", f"| {name.removeprefix('per_')} | accuracy |", "|---|---|"]
+            lines += [f"| {k} | {v:.4f} |" for k, v in table.items()]
+    if "mean_over_samples" in official:
+        mean = headline({**official, "sample_0": official["mean_over_samples"]})
+        lines += ["", "Mean over samples: " + ", ".join(f"{name} {value:.4f}" for name, value in mean)]
+    lines += ["", f"Rows whose gold can't be scored: {official['unscoreable_scored_as']}.", ""]
+    return lines
+
+
 def summary_markdown(results: dict) -> str:
-    """``summary.md``: accuracy, format rate, lengths and the per-category table."""
-    lines = [f"# Evaluation on `{results['benchmark']}`", "",
-             f"- items: {results['n_items']} × {results['samples']} sample(s), "
+    """``summary.md``: the official figures first, then the training reward's accuracy, format rate, lengths and
+    the per-category table."""
+    lines = [f"# Evaluation on `{results['benchmark']}`", ""]
+    if results.get("official"):
+        lines += _official_markdown(results["official"]) + ["## observe-r1 reward", ""]
+    lines += [f"- items: {results['n_items']} × {results['samples']} sample(s), "
              + (f"temperature {results['temperature']}" if results["temperature"] is not None else "saved responses"),
              f"- **accuracy: {results['accuracy']:.3f}**", f"- format rate: {results['format_rate']:.3f}",
+             f"- unscoreable golds: {results.get('n_unscoreable', 0)} {results.get('unscoreable_ids', [])[:10]}",
              f"- mean tokens (correct / incorrect): {results['mean_tokens_correct']} / "
              f"{results['mean_tokens_incorrect']}",
              "", "| category | accuracy |", "|---|---|"]  # fmt: skip

@@ -47,8 +47,9 @@ SIGNATURES = [  # first match wins
 
 IMAGE_ONLY_QUESTION = "Answer the question shown in the image."
 _PLACEHOLDER = re.compile(r"<\s*image\s*(\d+)\s*>", re.IGNORECASE)
-_OPTION_START = re.compile(r"^\s*([A-J])\s*[.．:：、)]\s*", re.DOTALL)
-_OPTION_SPLIT = re.compile(r"\s*;\s*(?=[A-J]\s*[.．:：、)])")
+# An option label: a letter and a stop, at the start or after a separator, followed by some text (not at once by
+# another separator: We-Math has corrupted texts such as "… to get Shape ;C.; B. …" where ";C.;" is not a label).
+_OPTION_LABEL = re.compile(r"(?:^|(?<=[;；\s]))([A-J])\s*[.．:：、)]\s*(?=[^;；\s])")
 _LETTER_SET = re.compile(r"\b([A-J])\b")
 
 
@@ -100,7 +101,9 @@ def render_problem(question: str, choices: list[str], hint: str | None = None) -
         text += f"\nThe options {', '.join(LETTERS[: len(choices)])} are shown in the image."
         hint = hint or "Answer with the letter of the correct option."
     elif choices:
-        text += "\nChoices:\n" + "\n".join(f"({LETTERS[i]}) {str(c).strip()}" for i, c in enumerate(choices))
+        text += "\nChoices:\n" + "\n".join(
+            f"({LETTERS[i]}) {str(c).strip()}" for i, c in enumerate(choices) if str(c).strip()
+        )
         hint = hint or "Answer with the letter of the correct option."
     return f"{text}\n{hint}" if hint else text
 
@@ -129,35 +132,51 @@ def parse_list(value, field: str) -> list:
 
 
 def split_options(option: str) -> list[str]:
-    """We-Math's one-string options, ``"A. 300;B. 400; E. No correct answer"``, as texts in letter order.
+    """We-Math's one-string options as texts indexed by letter (``texts[0]`` is A, ``texts[5]`` is F).
+
+    Split on the letter labels themselves, not on ``;``: a ``;`` can sit inside an option text and separators
+    go missing. Labels are read in order of appearance and must rise (A, B, C, F is fine); a letter that does not
+    rise is part of a text. Letters skipped by the options (D and E in A, B, C, F) get an empty text, which
+    :func:`render_problem` leaves out, so that every option keeps its published letter.
 
     >>> split_options("A. 300, 400;B．30; C. 3000; E. No correct answer")
-    Traceback (most recent call last):
-    ...
-    observe_r1.layouts.RowError: ('option', "options out of order: ['A', 'B', 'C', 'E']")
-    >>> split_options("A. 300, 400;B．30; C. 3000")
-    ['300, 400', '30', '3000']
+    ['300, 400', '30', '3000', '', 'No correct answer']
+    >>> split_options("A. 45° B. 60° ;C. 120°; D. No correct answer")
+    ['45°', '60°', '120°', 'No correct answer']
+    >>> split_options("A. Shape A to get Shape ;C.; B. Shape A then ;C.; C. No")
+    ['Shape A to get Shape ;C.', 'Shape A then ;C.', 'No']
     """
-    parts = _OPTION_SPLIT.split(option.strip().rstrip(";"))
-    letters, texts = [], []
-    for part in parts:
-        match = _OPTION_START.match(part)
-        if not match:
-            raise RowError("option", f"can't read an option letter in {part[:40]!r}")
-        letters.append(match.group(1))
-        texts.append(part[match.end() :].strip())
-    if letters != list(LETTERS[: len(letters)]):
-        raise RowError("option", f"options out of order: {letters}")
+    text = option.strip()
+    labels = []
+    for match in _OPTION_LABEL.finditer(text):
+        if not labels or match.group(1) > labels[-1].group(1):
+            labels.append(match)
+    if not labels or labels[0].start() != 0:
+        raise RowError("option", f"can't read an option letter at the start of {text[:40]!r}")
+    texts = [""] * (LETTERS.index(labels[-1].group(1)) + 1)
+    for match, following in zip(labels, labels[1:] + [None], strict=True):
+        body = text[match.end() : following.start() if following else len(text)]
+        texts[LETTERS.index(match.group(1))] = body.strip().rstrip(";；").strip()
     return texts
 
 
-def letter_answer(answer, choices: list[str]) -> str:
-    """A multiple-choice gold as a letter: the letter itself, ``(B)``, or an option's text."""
+def letter_answer(answer, choices: list[str], *, gold_is_text: bool = False) -> str:
+    """A multiple-choice gold as a letter: the letter itself, ``(B)``, or an option's text.
+
+    A gold that is both a letter and an option's text (We-Math: options ``F; D; B; I`` with gold ``D``) is read
+    as the layout publishes its golds: a letter, or the option's text where ``gold_is_text`` (MathVista).
+
+    >>> letter_answer("D", ["F", "D", "B", "I"]), letter_answer("D", ["F", "D", "B", "I"], gold_is_text=True)
+    ('D', 'B')
+    """
     answer = str(answer).strip()
-    if answer in choices and not letter_only(choices):
+    is_letter = len(answer.strip("() .")) == 1 and answer.strip("() .").upper() in LETTERS[: len(choices)]
+    if answer and answer in choices and not letter_only(choices) and (gold_is_text or not is_letter):
         return LETTERS[choices.index(answer)]
     letter = answer.strip("() .").upper()
     if len(letter) == 1 and letter in LETTERS[: max(len(choices), 1)]:
+        if choices and not str(choices[LETTERS.index(letter)]).strip():
+            raise RowError("answer", f"{answer!r} names an option the row does not have")
         return letter
     raise RowError("answer", f"{answer[:60]!r} is neither an option letter nor one of the choices")
 
@@ -186,11 +205,16 @@ def _item(row_id, question, answer, images, *, choices=(), category="all", hint=
     if not question and images:  # the whole question is in the image (MATH-V has such rows)
         question = IMAGE_ONLY_QUESTION
     problem = render_problem(question, choices, hint) if render else question
-    item = {"id": "" if row_id is None else str(row_id), "problem": problem, "answer": str(answer).strip(),
+    answer = "" if answer is None else str(answer).strip()
+    item = {"id": "" if row_id is None else str(row_id), "problem": problem, "answer": answer,
             "choices": choices, "images": images, "category": readable(category), "precision": None, "unit": None,
             "answer_type": None}  # fmt: skip
     item.update({k: v for k, v in extra.items() if v is not None})
     return item
+
+
+# The metadata fields MathVista's scorer breaks its accuracy down by (besides question and answer type).
+MATHVISTA_GROUPS = ("language", "source", "category", "task", "context", "grade", "skills")
 
 
 def _mathvista(row):
@@ -206,19 +230,22 @@ def _mathvista(row):
             hint = "Answer with a Python list"
         if hint:
             hint += f" (unit: {unit})." if unit else "."
-    answer = letter_answer(row["answer"], choices) if choices else row["answer"]
+    answer = letter_answer(row["answer"], choices, gold_is_text=True) if choices else row["answer"]
     metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
     image = row.get("decoded_image") or row.get("image")
+    meta = {"question_type": row.get("question_type"), "answer_type": answer_type,
+            **{k: metadata.get(k) for k in MATHVISTA_GROUPS if k in metadata}}  # fmt: skip
     return _item(row.get("pid", row.get("_key")), row["question"], answer, [image] if image else [],
                  choices=choices, category=metadata.get("category"), hint=hint, answer_type=answer_type,
                  precision=int(precision) if answer_type == "float" and precision is not None else None,
-                 unit=unit or None)  # fmt: skip
+                 unit=unit or None, meta=meta)  # fmt: skip
 
 
 def _mathverse(row):
     image = row.get("image")
     return _item(row["sample_index"], row["question"], row["answer"], [image] if image else [],
-                 category=row.get("problem_version"))  # fmt: skip
+                 category=row.get("problem_version"),
+                 meta={"problem_version": row.get("problem_version")})  # fmt: skip
 
 
 def _mathvision(row):
@@ -226,17 +253,23 @@ def _mathvision(row):
     answer = letter_answer(row["answer"], choices) if choices else row["answer"]
     image = row.get("decoded_image") or row.get("image")
     return _item(row.get("id", row.get("_key")), row["question"], answer, [image] if image else [],
-                 choices=choices, category=row.get("subject"), level=row.get("level"))  # fmt: skip
+                 choices=choices, category=row.get("subject"), level=row.get("level"),
+                 meta={"subject": row.get("subject"), "level": row.get("level")})  # fmt: skip
 
 
 def _wemath(row):
+    """One We-Math row: a sub-question or the composite question of a problem (``ID``) with several rows.
+
+    The row's id is its ``question number`` (unique); ``ID`` (the problem) and ``key`` (``2steps_1`` …
+    ``3steps_multi``, which sub-question this row is) are kept for the four-dimensional metric."""
     choices = split_options(str(row["option"])) if str(row.get("option") or "").strip() else []
     answer = letter_answer(row["answer"], choices) if choices else row["answer"]
-    row_id = row["ID"] if "ID" in row else row.get("_key")
-    steps = str(row_id).split("_")[0] if "_" in str(row_id) else None
+    problem_id = row.get("ID", row.get("_key"))
+    row_id = row["question number"] if row.get("question number") is not None else problem_id
+    steps = str(problem_id).split("_")[0] if "_" in str(problem_id) else None
     return _item(row_id, row["question"], answer, [row["image_path"]], choices=choices,
-                 category=steps or row.get("knowledge concept"),
-                 concept=row.get("knowledge concept"))  # fmt: skip
+                 category=steps or row.get("knowledge concept"), concept=row.get("knowledge concept"),
+                 meta={"ID": problem_id, "key": row.get("key")})  # fmt: skip
 
 
 def _logicvista(row):
@@ -244,8 +277,9 @@ def _logicvista(row):
     is_letters = bool(re.fullmatch(r"[A-Ja-j](?:\s*[,;&]?\s*(?:and\s+)?[A-Ja-j])*", raw))
     answer = letter_set(raw) if is_letters else raw  # a few answers are option numbers ("3" of 1-5)
     hint = "Answer with the letter(s) of the correct option(s)." if is_letters else None
+    meta = {k: row.get(k) for k in ("skill", "broad_capability", "specific_capability") if k in row}
     return _item(row.get("id", row.get("_key", row["imagename"])), row["question"], answer, [row["imagename"]],
-                 category=row.get("skill"), hint=hint)  # fmt: skip
+                 category=row.get("skill"), hint=hint, meta=meta)  # fmt: skip
 
 
 def _mmmu(row):
@@ -253,7 +287,7 @@ def _mmmu(row):
     images = [row[f"image_{i}"] for i in range(1, 8) if row.get(f"image_{i}")]
     answer = letter_answer(row["answer"], choices) if choices else row["answer"]
     return _item(row["id"], row["question"], answer, images, choices=choices,
-                 category=row.get("subfield"))  # fmt: skip
+                 category=row.get("subfield"), meta={"subfield": row.get("subfield")})  # fmt: skip
 
 
 def _reference_message(message) -> tuple[str, list]:
@@ -312,13 +346,14 @@ IMAGE_FIELDS = {"mathvista": "image", "mathverse": "image", "mathvision": "image
 
 
 def parse_row(row: dict, layout: str) -> dict:
-    """One raw row as an item; raises :class:`RowError` ``(field, reason)`` when it can't be used."""
+    """One raw row as an item; raises :class:`RowError` ``(field, reason)`` when it can't be used.
+
+    A gold answer that no rule can score (empty, unparseable) is not decided here: see
+    :func:`observe_r1.rewards.unscoreable`."""
     try:
         item = PARSERS[layout](row)
     except KeyError as err:
         raise RowError(str(err.args[0]), f"missing ({layout} layout)") from None
-    if item["answer"] in ("", "None"):
-        raise RowError("answer", "empty answer")
     if not item["problem"].strip():
         raise RowError("question", "empty question")
     return item

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from observe_r1.layouts import LETTERS
-from observe_r1.mathpool import REWARD_STATS, math_equal_many
+from observe_r1.mathpool import INTEGER, MAX_ANSWER_CHARS, REWARD_STATS, gold_parses, math_equal_many
 
 TAGS = ("<observe>", "</observe>", "<think>", "</think>", "<answer>", "</answer>")
 
@@ -89,6 +89,32 @@ def gold_kind(answer: str) -> str:
     return "math"
 
 
+def unscoreable(answer, *, max_text_words: int | None = None) -> str | None:
+    """Why no rule can score against the gold ``answer`` (None if one can): empty, longer than
+    ``MAX_ANSWER_CHARS``, maths that math-verify can't read, or (with ``max_text_words``, as the ladder's verifiable
+    filter asks) free-form text of more words than that.
+
+    The one rule for "unverifiable": the loaders (eval counts such rows, train drops them) and the ladder's
+    verifiable filter all call it.
+
+        >>> unscoreable(""), unscoreable("B"), unscoreable("A, C"), unscoreable("\\frac{3}{4}")
+        ('empty answer', None, None, None)
+        >>> unscoreable("the red one on the left", max_text_words=3)
+        'free-form text answer (> 3 words)'
+    """
+    answer = "" if answer is None else str(answer).strip()
+    if not answer:
+        return "empty answer"
+    if len(answer) > MAX_ANSWER_CHARS:
+        return f"answer longer than {MAX_ANSWER_CHARS} characters"
+    kind = gold_kind(answer)
+    if kind == "text" and max_text_words is not None and len(answer.split()) > max_text_words:
+        return f"free-form text answer (> {max_text_words} words)"
+    if kind == "math" and not INTEGER.fullmatch(answer) and not gold_parses(answer):
+        return f"answer {answer[:60]!r} can't be parsed as a number or LaTeX"
+    return None
+
+
 def _normalize_text(text: str) -> str:
     return " ".join(text.casefold().replace("\\text{", "").replace("}", "").split()).rstrip(".")
 
@@ -142,10 +168,13 @@ def decide_answer(prediction: str, gold: str, choices=(), precision: int | None 
                 _normalize_text(gold_text)
             )  # fmt: skip
 
+        allowed = LETTERS[: max(len(choices), LETTERS.index(letter) + 1, 6)]
+        bare = _LETTER_GOLD.fullmatch(prediction)  # "D" or "(D)" is a letter, even where an option's text is "D"
+        if bare and bare.group(1) in allowed:
+            return is_gold(LETTERS.index(bare.group(1)))
         hits = _option_hits(prediction, choices, str.strip)  # exactly an option's text ("(b)" among "(a)".."(e)")
         if hits:
             return all(is_gold(i) for i in hits)
-        allowed = LETTERS[: max(len(choices), LETTERS.index(letter) + 1, 6)]
         label = _LEADING_LABEL.match(prediction)  # "(B) sample A": the label decides, not the A in the text
         if label and label.group(1) in allowed:
             return is_gold(LETTERS.index(label.group(1)))

@@ -143,6 +143,7 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
     dataset, report = load_grpo_dataset(
         script_args.dataset_path,
         skip_bad_rows=script_args.skip_bad_rows,
+        strict=script_args.strict,
         system_prompt=config.system_prompt,
         image_root=script_args.image_root,
         layout=script_args.layout,

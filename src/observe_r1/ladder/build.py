@@ -48,6 +48,7 @@ def build(
     use_easy_filter: bool = True,
     prune_percentile: float = 25.0,
     skip_bad_rows: bool = False,
+    strict: bool = False,
     image_root: str | Path | None = None,
     seed: int = 0,
 ) -> dict:
@@ -63,7 +64,7 @@ def build(
         items = [it for it in items if stable_hash(it["id"]) % count == index]
         _record(stats, f"shard {index}/{count}", n, items, Counter({"other shards": n - len(items)}))
     n = len(items)
-    items, drops = verifiable_filter(items)
+    items, drops = verifiable_filter(items, strict=strict)
     _record(stats, "verifiable_filter", n, items, drops)
     if use_easy_filter:
         n = len(items)

@@ -18,8 +18,7 @@ from PIL import Image
 
 from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
-from observe_r1.mathpool import MAX_ANSWER_CHARS
-from observe_r1.rewards import gold_kind, score_completions
+from observe_r1.rewards import score_completions, unscoreable
 
 ANSWER_ONLY_PROMPT = "Look at the image and give only the final answer, with no explanation."
 
@@ -35,13 +34,14 @@ def ingest(
     """Read every source through :func:`observe_r1.data.load_items` into items with images under ``out/images``.
 
     Ids are the row's id (or ``<stem>-<row>``) prefixed by the source stem, so they stay unique across sources.
-    Options, float precision and categories travel with each item. Image files are copied (bytes written) once,
-    without decoding them.
+    Options, float precision and categories travel with each item, and ``source_row`` (the row in its file).
+    Image files are copied (bytes written) once, without decoding them. Golds are not judged here: rows whose
+    gold no rule can score reach :func:`verifiable_filter`, which drops and counts them.
     """
     (out / "images").mkdir(parents=True, exist_ok=True)
     items, drops, seen = [], Counter(), set()
     for source in map(Path, sources):
-        loaded, report = load_items(source, image_root=image_root, skip_bad_rows=skip_bad_rows)
+        loaded, report = load_items(source, image_root=image_root, skip_bad_rows=skip_bad_rows, unscoreable="keep")
         for reason, n in report.skipped.items():
             drops[f"bad row ({reason})"] += n
         for record in loaded:
@@ -49,7 +49,7 @@ def ingest(
             if item_id in seen:
                 raise DataError(f"{source}: row {record['row']}: field 'id': duplicate id {item_id!r}")
             seen.add(item_id)
-            record.pop("row")
+            record["source_row"] = record.pop("row")
             items.append({**record, "id": item_id, "source": source.stem, "images": _store(record, item_id, out)})
     return items, drops
 
@@ -80,17 +80,24 @@ def load_images(item: dict, base: Path) -> dict:
     return with_images({**item, "images": [str(base / p) for p in item["images"]]})
 
 
-def verifiable_filter(items: list[dict], *, max_text_words: int = 3) -> tuple[list[dict], Counter]:
-    """Keep items whose gold a rule can check: option letters, numbers/LaTeX, and text of a few words (§2.1)."""
+def verifiable_filter(
+    items: list[dict], *, max_text_words: int = 3, strict: bool = False
+) -> tuple[list[dict], Counter]:
+    """Keep items whose gold a rule can check: option letters, numbers/LaTeX, and text of a few words (§2.1).
+
+    The rule is :func:`observe_r1.rewards.unscoreable` (the one eval and train use), with free-form text of more
+    than ``max_text_words`` words also refused. ``strict``: the first such item is an error instead of a drop.
+    """
     kept, drops = [], Counter()
     for item in items:
-        answer = item["answer"]
-        if len(answer) > MAX_ANSWER_CHARS:
-            drops["answer too long"] += 1
-        elif gold_kind(answer) == "text" and len(answer.split()) > max_text_words:
-            drops[f"free-form text answer (> {max_text_words} words)"] += 1
-        else:
+        reason = unscoreable(item["answer"], max_text_words=max_text_words)
+        if reason is None:
             kept.append(item)
+        elif strict:
+            where = f"{item.get('source', 'source')}: row {item.get('source_row', '?')} (id {item['id']!r})"
+            raise DataError(f"{where}: field 'answer': {reason} (without --strict such items are dropped and counted)")
+        else:
+            drops[reason if not reason.startswith("answer '") else "answer can't be parsed"] += 1
     return kept, drops
 
 

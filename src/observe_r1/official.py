@@ -1,0 +1,312 @@
+"""Each benchmark's own figure, computed the way its authors' published evaluation code computes it.
+
+``eval`` scores every response with observe-r1's training reward (``correct``: exact, strict) *and* with the
+benchmark's official rule (``official``), then reports the figure a paper's column holds:
+
+===========  =============================================================================================
+mathvista    accuracy, and per question type, answer type, language, source, category, task, context, grade,
+             skill (an item with several skills counts under each), as MathVista's ``calculate_score`` does.
+             Rule: a letter or ``(x)`` picks that option, any other text the option closest by edit distance;
+             integers ``str(int(float(x)))``; floats rounded to ``precision``; then string equality.
+mathvision   accuracy, per subject, per level. Rule: the gold letter or the gold option's text; free-form answers
+             equal as text, or as numbers after LaTeX parsing, rounded to two decimals.
+wemath       the four-dimensional score over each problem's sub-questions (see :func:`wemath_figures`), and
+             one-/two-/three-step accuracy. Rule: the option letter, per row.
+logicvista   accuracy, per skill and per capability (broad and specific). Rule: the set of letters.
+mathverse    accuracy per problem version. Rule: observe-r1's reward (MathVerse's own scorer uses an LLM judge).
+mmmu         accuracy per subject and per discipline. Rule: observe-r1's reward (letters; numbers; text).
+===========  =============================================================================================
+
+Figures are fractions in [0, 1]. With several samples per item the official figure uses sample 0 (a greedy run
+has only that); ``mean_over_samples`` averages each figure over the samples.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+
+from observe_r1.layouts import LETTERS
+
+BENCHMARKS = ("mathvista", "mathvision", "wemath", "logicvista", "mathverse", "mmmu")
+
+# How each benchmark's authors score a row whose gold is empty or unreadable (observe-r1 does the same).
+UNSCOREABLE_SCORED_AS = {
+    "mathvista": "wrong: no normalised answer equals an empty gold string",
+    "mathvision": "wrong: MATH-V's comparison refuses an empty gold",
+    "wemath": "wrong: no letter equals an empty gold",
+    "logicvista": "wrong: no set of letters equals an empty gold",
+    "mathverse": "wrong (observe-r1's reward: an unparseable gold never scores)",
+    "mmmu": "wrong (observe-r1's reward: an unparseable gold never scores)",
+}
+
+MMMU_DISCIPLINES = {
+    "Art and Design": ["Art", "Art_Theory", "Design", "Music"],
+    "Business": ["Accounting", "Economics", "Finance", "Manage", "Marketing"],
+    "Science": ["Biology", "Chemistry", "Geography", "Math", "Physics"],
+    "Health and Medicine": ["Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine",
+                            "Pharmacy", "Public_Health"],
+    "Humanities and Social Science": ["History", "Literature", "Sociology", "Psychology"],
+    "Tech and Engineering": ["Agriculture", "Architecture_and_Engineering", "Computer_Science", "Electronics",
+                             "Energy_and_Power", "Materials", "Mechanical_Engineering"],
+}  # fmt: skip
+_MMMU_SUBJECT_DISCIPLINE = {s: d for d, subjects in MMMU_DISCIPLINES.items() for s in subjects}
+
+
+# -------------------------------------------------------------------------------------------- per-row rules
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions of one character).
+
+    >>> edit_distance("kitten", "sitting")
+    3
+    """
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def gold_text(item: dict) -> str:
+    """The gold as its authors publish it: the option's text for a letter gold with texted options."""
+    answer, choices = item["answer"], item.get("choices") or []
+    if len(answer) == 1 and answer in LETTERS and LETTERS.index(answer) < len(choices):
+        return str(choices[LETTERS.index(answer)])
+    return answer
+
+
+def mathvista_correct(extracted: str | None, item: dict) -> bool:
+    """MathVista's rule: normalise the extraction by the problem's type, then compare as strings with the gold.
+
+    >>> item = {"answer": "B", "choices": ["2 cm", "5 cm"], "meta": {"question_type": "multi_choice"}}
+    >>> mathvista_correct("(B)", item), mathvista_correct("5cm", item), mathvista_correct("A", item)
+    (True, True, False)
+    >>> item = {"answer": "1.2", "choices": [], "precision": 1, "meta": {"question_type": "free_form",
+    ...         "answer_type": "float"}}
+    >>> mathvista_correct("1.23", item), mathvista_correct("1.3", item)
+    (True, False)
+    """
+    if extracted is None:
+        return False
+    meta = item.get("meta") or {}
+    choices = [str(c) for c in item.get("choices") or []]
+    if meta.get("question_type") == "multi_choice" and choices:
+        text = extracted.strip()
+        letter = re.findall(r"\(([a-zA-Z])\)", text)
+        if letter:
+            text = letter[0].upper()
+        letters = list(LETTERS[: len(choices)])
+        if text in letters:
+            normalised = choices[letters.index(text)]
+        else:
+            distances = [edit_distance(text, c) for c in choices]
+            normalised = choices[distances.index(min(distances))]
+    elif meta.get("answer_type") == "integer":
+        try:
+            normalised = str(int(float(extracted)))
+        except (ValueError, OverflowError):
+            normalised = None
+    elif meta.get("answer_type") == "float":
+        try:
+            normalised = str(round(float(extracted), int(item.get("precision") or 0)))
+        except (ValueError, OverflowError):
+            normalised = None
+    else:
+        normalised = str(extracted)
+    return normalised == gold_text(item)
+
+
+def _latex_number(text: str) -> float | None:
+    """A LaTeX or plain expression's numeric value, or None when it has none (symbols left, parse error)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        from latex2sympy2_extended import latex2sympy
+
+        value = complex(latex2sympy(text.strip().strip("$")).evalf())
+    except Exception:  # noqa: BLE001 - the parser raises many unrelated types on text that is not maths
+        return None
+    return value.real if abs(value.imag) < 1e-12 and math.isfinite(value.real) else None
+
+
+def mathvision_equal(answer: str, gold: str) -> bool:
+    """MATH-V's comparison of one answer with one gold: equal text, else equal numbers at two decimals.
+
+    >>> mathvision_equal("12.57", "$4 \\\\pi$"), mathvision_equal("0.5", "\\\\frac{1}{2}"), mathvision_equal("3", "4")
+    (True, True, False)
+    """
+    answer, gold = answer.strip(), gold.strip()
+    if not answer.replace(" ", "") or not gold.replace(" ", ""):
+        return False
+    if answer.lower() == gold.lower():
+        return True
+    a, g = _latex_number(answer), _latex_number(gold)
+    return a is not None and g is not None and round(a, 2) == round(g, 2)
+
+
+def mathvision_correct(extracted: str | None, item: dict) -> bool:
+    """MATH-V's rule: the gold letter or the gold option's text; free-form answers by :func:`mathvision_equal`."""
+    if extracted is None:
+        return False
+    if item.get("choices") and item["answer"] in LETTERS:
+        text = extracted.strip()
+        letter = re.fullmatch(r"\(?([A-Ja-j])\)?\.?", text)
+        if letter:
+            return letter.group(1).upper() == item["answer"]
+        return mathvision_equal(text, gold_text(item))
+    return mathvision_equal(extracted, item["answer"])
+
+
+def official_correct(benchmark: str, extracted: str | None, item: dict, reward_correct: bool) -> bool:
+    """One response's verdict under ``benchmark``'s official rule (``reward_correct``: observe-r1's verdict,
+    which is the official rule for the letter-scored benchmarks)."""
+    if not item["answer"].strip():
+        return False
+    if benchmark == "mathvista":
+        return mathvista_correct(extracted, item)
+    if benchmark == "mathvision":
+        return mathvision_correct(extracted, item)
+    return reward_correct
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def _rate(values: list[bool]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _by(items: list[dict], verdicts: dict[str, bool], field: str) -> dict[str, float]:
+    """Accuracy per value of ``meta[field]`` (an item with a list of values counts under each)."""
+    groups = defaultdict(list)
+    for item in items:
+        value = (item.get("meta") or {}).get(field)
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if v is not None and v != "":
+                groups[str(v)].append(verdicts[item["id"]])
+    return {k: _rate(v) for k, v in sorted(groups.items())}
+
+
+def wemath_figures(items: list[dict], verdicts: dict[str, bool]) -> dict:
+    """We-Math's four dimensions over problems (rows sharing ``ID``; ``key`` ``*_multi`` is the composite).
+
+    Per problem: IG = every sub-question right, composite wrong; IK = some sub-question wrong, composite wrong;
+    CM (strict) = all right; RM (strict) = some sub-question wrong, composite right; CM (loose) = composite right
+    and some sub-question right; RM (loose) = composite right, every sub-question wrong. Score =
+    (problems − 0.5·IG − RM − IK) / problems. Rates: IK, IG and CM over all problems; RM over the problems whose
+    composite is right (CM + RM). One-step accuracy is over the sub-question rows, two- and three-step over the
+    composites of two- and three-step problems.
+
+    >>> rows = [("p1", "2steps_1", True), ("p1", "2steps_2", True), ("p1", "2steps_multi", False),
+    ...         ("p2", "2steps_1", False), ("p2", "2steps_2", True), ("p2", "2steps_multi", True)]
+    >>> items = [{"id": str(i), "meta": {"ID": p, "key": k}} for i, (p, k, _) in enumerate(rows)]
+    >>> f = wemath_figures(items, {str(i): ok for i, (_, _, ok) in enumerate(rows)})
+    >>> f["IG"]["count"], f["RM_strict"]["count"], f["CM_loose"]["count"], f["score_strict"], f["score_loose"]
+    (1, 1, 1, 0.25, 0.75)
+    """
+    problems: dict[str, dict] = defaultdict(lambda: {"subs": [], "composite": None})
+    steps_rows: dict[str, list[bool]] = defaultdict(list)
+    for item in items:
+        meta = item.get("meta") or {}
+        problem, key, ok = str(meta.get("ID")), str(meta.get("key") or ""), verdicts[item["id"]]
+        if key.endswith("_multi"):
+            problems[problem]["composite"] = ok
+            steps_rows["three" if key.startswith("3") else "two"].append(ok)
+        else:
+            problems[problem]["subs"].append(ok)
+            steps_rows["one"].append(ok)
+    counts = dict.fromkeys(("IK", "IG", "CM_strict", "CM_loose", "RM_strict", "RM_loose"), 0)
+    complete = [p for p in problems.values() if p["composite"] is not None and p["subs"]]
+    for p in complete:
+        subs_all, subs_any, composite = all(p["subs"]), any(p["subs"]), p["composite"]
+        if composite:
+            counts["CM_strict" if subs_all else "RM_strict"] += 1
+            counts["CM_loose" if subs_any else "RM_loose"] += 1
+        else:
+            counts["IG" if subs_all else "IK"] += 1
+    n = len(complete)
+    right_composite = counts["CM_strict"] + counts["RM_strict"]
+    figures = {"n_problems": n, "n_incomplete_problems": len(problems) - n}
+    figures["score_strict"] = (n - 0.5 * counts["IG"] - counts["RM_strict"] - counts["IK"]) / n if n else 0.0
+    figures["score_loose"] = (n - 0.5 * counts["IG"] - counts["RM_loose"] - counts["IK"]) / n if n else 0.0
+    for key, count in counts.items():
+        denominator = right_composite if key.startswith("RM") else n
+        figures[key] = {"count": count, "rate": count / denominator if denominator else 0.0}
+    for steps in ("one", "two", "three"):
+        figures[f"{steps}_step_accuracy"] = _rate(steps_rows[steps])
+    figures["accuracy"] = _rate(list(verdicts.values()))
+    return figures
+
+
+def mmmu_figures(items: list[dict], verdicts: dict[str, bool]) -> dict:
+    """Accuracy overall, per subject (from ids like ``validation_Art_Theory_3``) and per discipline."""
+    subjects, disciplines = defaultdict(list), defaultdict(list)
+    for item in items:
+        subject = re.sub(r"^(?:dev|validation|test)_|_\d+$", "", item["id"])
+        subjects[subject].append(verdicts[item["id"]])
+        disciplines[_MMMU_SUBJECT_DISCIPLINE.get(subject, "other")].append(verdicts[item["id"]])
+    return {"accuracy": _rate(list(verdicts.values())),
+            "per_subject": {k: _rate(v) for k, v in sorted(subjects.items())},
+            "per_discipline": {k: _rate(v) for k, v in sorted(disciplines.items())}}  # fmt: skip
+
+
+GROUPS = {
+    "mathvista": {"per_question_type": "question_type", "per_answer_type": "answer_type", "per_language": "language",
+                  "per_source": "source", "per_category": "category", "per_task": "task", "per_context": "context",
+                  "per_grade": "grade", "per_skill": "skills"},
+    "mathvision": {"per_subject": "subject", "per_level": "level"},
+    "logicvista": {"per_skill": "skill", "per_capability": "broad_capability",
+                   "per_specific_capability": "specific_capability"},
+    "mathverse": {"per_problem_version": "problem_version"},
+}  # fmt: skip
+
+
+def figures(benchmark: str, items: list[dict], verdicts: dict[str, bool]) -> dict:
+    """The benchmark's official figures for one verdict per item (``verdicts``: id -> official verdict)."""
+    if benchmark == "wemath":
+        return wemath_figures(items, verdicts)
+    if benchmark == "mmmu":
+        return mmmu_figures(items, verdicts)
+    out = {"accuracy": _rate([verdicts[it["id"]] for it in items])}
+    out.update({name: _by(items, verdicts, field) for name, field in GROUPS.get(benchmark, {}).items()})
+    return out
+
+
+def _mean(values: list):
+    """Element-wise mean of figure trees of the same shape (numbers averaged, dicts recursed)."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _mean([v[k] for v in values if k in v]) for k in first}
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return sum(values) / len(values)
+    return first
+
+
+def official_results(benchmark: str | None, items: list[dict], rows: list[dict]) -> dict | None:
+    """``results.json``'s ``official`` block from prediction rows (``id``, ``sample``, ``official``)."""
+    if benchmark not in BENCHMARKS:
+        return None
+    by_sample: dict[int, dict[str, bool]] = defaultdict(dict)
+    for row in rows:
+        by_sample[row["sample"]][row["id"]] = row["official"]
+    scored = [it for it in items if it["id"] in by_sample[0]]
+    per_sample = [figures(benchmark, [it for it in scored if it["id"] in by_sample[s]], by_sample[s])
+                  for s in sorted(by_sample)]  # fmt: skip
+    out = {"benchmark": benchmark, "uses": "sample 0", "n_samples": len(per_sample), "sample_0": per_sample[0],
+           "unscoreable_scored_as": UNSCOREABLE_SCORED_AS[benchmark]}  # fmt: skip
+    if len(per_sample) > 1:
+        out["mean_over_samples"] = _mean(per_sample)
+    return out
+
+
+def headline(official: dict) -> list[tuple[str, float]]:
+    """The figures a paper's column holds, as ``(name, value)`` pairs for summaries (none for an empty block)."""
+    if not official:
+        return []
+    fig = official["sample_0"]
+    if official["benchmark"] == "wemath":
+        return [("score (strict)", fig["score_strict"]), ("score (loose)", fig["score_loose"])]
+    return [("accuracy", fig["accuracy"])]
