@@ -220,11 +220,12 @@ def ladder_stats(ladder_dir: Path = typer.Argument(..., help="A built ladder dir
 
 def main() -> None:
     """Run the CLI; bad input (a DataError or a missing file) exits with status 2 and a one-line message."""
+    from observe_r1.config import ConfigError
     from observe_r1.data import DataError
 
     try:
         app()
-    except (DataError, FileNotFoundError) as err:  # bad input: the message names the file, row and field
+    except (DataError, FileNotFoundError, ConfigError) as err:  # bad input: the message names the file, row and field
         typer.secho(f"error: {err}", fg="red", err=True)
         raise SystemExit(2) from None
 

@@ -16,6 +16,11 @@ from trl import GRPOConfig
 from observe_r1.prompts import SYSTEM_PROMPT
 
 
+class ConfigError(ValueError):
+    """A training configuration that can't run (unknown flag, missing extra, a launch that isn't distributed);
+    the command line prints its message in one line."""
+
+
 @dataclass
 class ObserveR1Config(GRPOConfig):
     """``GRPOConfig`` plus the Observe-R1 recipe. Advantages come from ``observe_r1.algo.group_advantages``."""

@@ -250,6 +250,8 @@ def _mathverse(row):
 
 def _mathvision(row):
     choices = parse_list(row.get("options"), "options")
+    if choices and all(_PLACEHOLDER.fullmatch(c.strip()) for c in choices):  # ['<image2>', …]: option pictures
+        choices = list(LETTERS[: len(choices)])  # are drawn inside the row's one image, like letter-only options
     answer = letter_answer(row["answer"], choices) if choices else row["answer"]
     image = row.get("decoded_image") or row.get("image")
     return _item(row.get("id", row.get("_key")), row["question"], answer, [image] if image else [],

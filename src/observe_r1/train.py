@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from observe_r1.config import ObserveR1Config, TrainScriptArguments
+from observe_r1.config import ConfigError, ObserveR1Config, TrainScriptArguments
 from observe_r1.data import load_grpo_dataset
 from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.models import load_policy
@@ -51,6 +51,29 @@ def normalize_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def accepted_flags() -> set[str]:
+    """Every flag ``observe-r1 train`` accepts, in both spellings (``--skip-bad-rows`` and ``--skip_bad_rows``)."""
+    from dataclasses import fields
+
+    names = {f.name for cls in (TrainScriptArguments, ObserveR1Config) for f in fields(cls)} | {"config", "out"}
+    return {f"--{n}" for n in names} | {f"--{n.replace('_', '-')}" for n in names}
+
+
+def check_flags(argv: list[str]) -> None:
+    """Refuse an unknown flag in one line that names it and the closest valid ones (TRL's parser would raise a
+    ValueError listing every unknown argument at once, after importing everything)."""
+    import difflib
+
+    known = accepted_flags()
+    for arg in argv:
+        if arg.startswith("--"):
+            flag = arg.partition("=")[0]
+            if flag not in known:
+                close = difflib.get_close_matches(flag, sorted(known), n=3, cutoff=0.6)
+                hint = f"; did you mean {', '.join(close)}?" if close else "; see observe-r1 train --help"
+                raise ConfigError(f"observe-r1 train: unknown flag {flag}{hint}")
+
+
 def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Config]:
     """TRL's parser: ``--config FILE.yaml`` (which may ``extends:`` another recipe) plus ``--field value``
     overrides for both dataclasses."""
@@ -59,6 +82,7 @@ def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Co
     import yaml
     from trl import TrlParser
 
+    check_flags(argv)
     argv = normalize_flags(argv)
     if "--config" in argv:
         i = argv.index("--config")

@@ -1,0 +1,198 @@
+"""The benchmarks' complete published text files (../shared/benchmarks/<name>/full/): every row loads, golds score
+as right, unscoreable rows are listed (not fatal), and the official figures are those worked out by hand.
+
+No model and no image: the files are text; scoring goes through ``eval --responses``.
+"""
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from observe_r1.cli import app
+from observe_r1.data import DataError, load_grpo_dataset, load_items, read_rows
+from observe_r1.eval import score_responses
+from observe_r1.jsonl import read_jsonl, write_jsonl
+from observe_r1.official import mathvision_correct, wemath_figures
+from tests.helpers import benchmark_file
+
+FULL = {
+    "mathvision": ("mathvision/full/test.jsonl", 3040),
+    "mathvista": ("mathvista/full/testmini.json", 1000),
+    "wemath": ("wemath/full/testmini.json", 1740),
+    "logicvista": ("logicvista/full/dataset.json", 448),
+}
+
+
+def _full(name):
+    return benchmark_file(FULL[name][0])
+
+
+def _respond(answer: str) -> str:
+    return f"<observe>the figure</observe> <think>reasoning</think> <answer>{answer}</answer>"
+
+
+@pytest.fixture(scope="module")
+def gold_runs(tmp_path_factory):
+    """Each full file scored with its own golds as responses (``eval --responses``): results and predictions."""
+    runs = {}
+    for name in FULL:
+        out = tmp_path_factory.mktemp(name)
+        items, _ = load_items(_full(name), images="ignore", unscoreable="keep")
+        write_jsonl(out / "responses.jsonl", [{"id": it["id"], "response": _respond(it["answer"])} for it in items])
+        results = score_responses(_full(name), out / "responses.jsonl", out / "eval")
+        runs[name] = (results, read_jsonl(out / "eval" / "predictions.jsonl"), items)
+    return runs
+
+
+@pytest.mark.parametrize("name", sorted(FULL))
+def test_every_row_of_the_full_file_loads(name):
+    items, report = load_items(_full(name), images="ignore", unscoreable="keep")
+    assert len(read_rows(_full(name))) == FULL[name][1] == len(items) == report.kept and not report.skipped
+    assert len({it["id"] for it in items}) == len(items)
+    for item in items:
+        assert "<image" not in item["problem"].lower()
+        if item["choices"] and item["answer"] in "ABCDEFGHIJ":  # a letter gold names an option the row has
+            assert item["choices"]["ABCDEFGHIJ".index(item["answer"])].strip()
+
+
+@pytest.mark.parametrize("name", sorted(FULL))
+def test_golds_as_responses_score_right_and_unscoreable_rows_are_listed(gold_runs, name):
+    results, rows, items = gold_runs[name]
+    unscoreable = set(results["unscoreable_ids"])
+    scoreable = [r for r in rows if r["id"] not in unscoreable]
+    assert results["n_items"] == len(items) and results["n_unscoreable"] == len(unscoreable)
+    assert sum(r["correct"] for r in scoreable) / len(scoreable) >= 0.995  # the training reward
+    assert sum(r["official"] for r in scoreable) / len(scoreable) >= 0.995  # the authors' rule
+    assert not any(r["official"] for r in rows if r["id"] in unscoreable)  # scored wrong, as the authors do
+    assert results["official"]["benchmark"] == name and results["official"]["uses"] == "sample 0"
+
+
+def test_logicvista_row_382_has_an_empty_answer_counted_not_fatal(gold_runs, tmp_path):
+    results, rows, _ = gold_runs["logicvista"]
+    assert results["unscoreable_ids"] == ["v1_382"]
+    assert results["official"]["sample_0"]["accuracy"] == pytest.approx(447 / 448)
+    with pytest.raises(DataError, match=r"dataset.json: row 382 \(id 'v1_382'\): field 'answer': empty answer"):
+        score_responses(_full("logicvista"), tmp_path / "none.jsonl", tmp_path / "strict", strict=True)
+    # train: dropped, counted and warned about (the full file comes without images: those rows are skipped here)
+    images = benchmark_file("logicvista/data/images")
+    with pytest.warns(UserWarning, match=r"dropped 1 rows whose gold answer can't be scored \(ids \['v1_382'\]\)"):
+        dataset, report = load_grpo_dataset(_full("logicvista"), image_root=images, skip_bad_rows=True)
+    assert report.unscoreable == {"v1_382": "empty answer"} and report.skipped["answer: empty answer"] == 1
+    assert len(dataset) == 24 and "v1_382" not in dataset["id"]
+    rows = json.loads(_full("logicvista").read_text())
+    subset = tmp_path / "dataset.json"  # the rows with images, and row 382
+    subset.write_text(json.dumps({k: v for k, v in rows.items() if k in dataset["id"] or k == "v1_382"}))
+    with pytest.raises(DataError, match=r"row 24 \(id 'v1_382'\): field 'answer': empty answer .*without --strict"):
+        load_grpo_dataset(subset, image_root=images, strict=True)
+
+
+def test_wemath_named_rows(gold_runs):
+    items = {it["id"]: it for it in load_items(_full("wemath"), images="ignore")[0]}
+    row93 = items["94"]  # file row 93, problem 2steps_94: a ";" inside option texts, letters A, B, C, F
+    assert row93["meta"] == {"ID": "2steps_94", "key": "2steps_1"}
+    assert row93["choices"][0].endswith("around point ;O.") and row93["choices"][2] == "No."
+    assert row93["choices"][3:5] == ["", ""] and row93["choices"][5] == "No correct answer"
+    assert "(F) No correct answer" in row93["problem"] and "(D)" not in row93["problem"]
+    row1117 = items["1118"]  # separators missing: "A. 45° B. 60° ;C. 120°; D. No correct answer"
+    assert row1117["choices"] == ["45°", "60°", "120°", "No correct answer"]
+    row101 = items["102"]  # ";C.;" inside an option text is not a label
+    assert len(row101["choices"]) == 4 and row101["choices"][0].endswith("to get Shape ;C.")
+    assert {it["meta"]["ID"] for it in items.values()} and len({it["meta"]["ID"] for it in items.values()}) == 525
+    official = gold_runs["wemath"][0]["official"]["sample_0"]
+    assert official["n_problems"] == 525 and official["score_strict"] == official["score_loose"] == 1.0
+
+
+def test_wemath_four_dimensions_on_a_crafted_set():
+    """Six problems with known outcomes; every figure below is worked out by hand from the definitions."""
+    outcomes = {  # problem: (sub-question verdicts, composite verdict)
+        "2steps_1": ([True, True], True),  # CM strict and loose
+        "2steps_2": ([True, True], False),  # IG
+        "2steps_3": ([True, False], False),  # IK
+        "2steps_4": ([False, True], True),  # RM strict, CM loose
+        "3steps_1": ([False, False, False], True),  # RM strict and loose
+        "3steps_2": ([False, False, True], False),  # IK
+    }
+    items, verdicts = [], {}
+    for problem, (subs, composite) in outcomes.items():
+        steps = problem.split("_")[0]
+        for j, ok in enumerate([*subs, composite]):
+            key = f"{steps}_multi" if j == len(subs) else f"{steps}_{j + 1}"
+            items.append({"id": f"{problem}/{key}", "meta": {"ID": problem, "key": key}})
+            verdicts[f"{problem}/{key}"] = ok
+    f = wemath_figures(items, verdicts)
+    counts = {k: f[k]["count"] for k in ("IK", "IG", "CM_strict", "CM_loose", "RM_strict", "RM_loose")}
+    assert counts == {"IK": 2, "IG": 1, "CM_strict": 1, "CM_loose": 2, "RM_strict": 2, "RM_loose": 1}
+    assert f["score_strict"] == pytest.approx((6 - 0.5 * 1 - 2 - 2) / 6)  # 0.25
+    assert f["score_loose"] == pytest.approx((6 - 0.5 * 1 - 1 - 2) / 6)  # 0.41667
+    assert f["IK"]["rate"] == pytest.approx(2 / 6) and f["RM_strict"]["rate"] == pytest.approx(2 / 3)
+    assert f["one_step_accuracy"] == pytest.approx(7 / 14)  # sub-question rows: 7 right of 14
+    assert f["two_step_accuracy"] == pytest.approx(2 / 4) and f["three_step_accuracy"] == pytest.approx(1 / 2)
+
+
+def test_mathvision_two_decimal_rule_is_eval_only():
+    item = {"answer": "$4 \\pi$", "choices": []}
+    assert mathvision_correct("12.57", item) and mathvision_correct("4\\pi", item)
+    assert not mathvision_correct("12.5", item) and not mathvision_correct(None, item)
+    letter = {"answer": "B", "choices": ["$\\frac{1}{2}$", "$\\sqrt{2}$"]}
+    assert mathvision_correct("B", letter) and mathvision_correct("$\\sqrt{2}$", letter)
+    assert mathvision_correct("1.41", letter) and not mathvision_correct("A", letter)
+    from observe_r1.rewards import accuracy_reward
+
+    assert accuracy_reward(_respond("12.57"), "$4 \\pi$") == 0.0  # the training reward stays exact
+
+
+def test_several_samples_report_sample_0_and_the_mean(tmp_path):
+    items, _ = load_items(_full("mathvision"), images="ignore")
+    items = items[:10]
+    lines = []
+    for it in items:  # sample 0 right for all ten, sample 1 right for none
+        lines += [{"id": it["id"], "response": _respond(it["answer"])}, {"id": it["id"], "response": _respond("zz")}]
+    write_jsonl(tmp_path / "r.jsonl", lines)
+    results = score_responses(_full("mathvision"), tmp_path / "r.jsonl", tmp_path / "e", limit=10)
+    official = results["official"]
+    assert official["n_samples"] == 2 and official["sample_0"]["accuracy"] == 1.0
+    assert official["mean_over_samples"]["accuracy"] == pytest.approx(0.5)
+    summary = (tmp_path / "e" / "summary.md").read_text()
+    assert summary.index("Official mathvision figures") < summary.index("observe-r1 reward")
+
+
+def _flags_in(text: str) -> set[str]:
+    return set(re.findall(r"--[a-z][a-z-]+", text))
+
+
+def _help(*command: str) -> str:
+    return CliRunner().invoke(app, [*command, "--help"], terminal_width=200).output
+
+
+def test_error_messages_only_suggest_flags_the_command_has(tmp_path, tiny_model_dir):
+    """Walk the errors that suggest a flag, per command, and check the command has each flag suggested."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"problem": "q", "answer": "1", "images": ["missing.png"]}) + "\n"
+                   + json.dumps({"problem": "q", "answer": "", "images": []}) + "\n")  # fmt: skip
+    empty_gold = tmp_path / "gold.jsonl"
+    empty_gold.write_text(json.dumps({"problem": "q", "answer": "", "images": []}) + "\n")
+    runner = CliRunner()
+    cases = [
+        (["eval"], ["--benchmark", str(bad), "--model", str(tiny_model_dir), "--out", str(tmp_path / "e1")]),
+        (["eval"], ["--benchmark", str(empty_gold), "--model", str(tiny_model_dir), "--out", str(tmp_path / "e2"),
+                    "--strict"]),
+        (["ladder", "build"], ["--source", str(bad), "--model", str(tiny_model_dir), "--out", str(tmp_path / "l1")]),
+        (["ladder", "build"], ["--source", str(empty_gold), "--model", str(tiny_model_dir),
+                               "--out", str(tmp_path / "l2"), "--strict"]),
+        (["train"], ["--model-name-or-path", str(tiny_model_dir), "--dataset-path", str(bad), "--use-cpu", "true",
+                     "--out", str(tmp_path / "t1")]),
+        (["train"], ["--model-name-or-path", str(tiny_model_dir), "--dataset-path", str(empty_gold), "--strict",
+                     "true", "--use-cpu", "true", "--out", str(tmp_path / "t2")]),
+    ]  # fmt: skip
+    from observe_r1.train import accepted_flags
+
+    train_fields = accepted_flags()
+    for command, args in cases:
+        result = runner.invoke(app, [*command, *args])
+        message = str(result.exception) if result.exception else result.output
+        suggested = _flags_in(message)
+        assert suggested, f"{command}: expected an error that suggests a flag, got {message[:300]!r}"
+        available = train_fields if command == ["train"] else _flags_in(_help(*command))
+        assert suggested <= available, f"{command} suggests {suggested - available}: {message[:300]}"
