@@ -23,13 +23,28 @@ app = typer.Typer(
 @app.command("tiny-model")
 def tiny_model(
     out: Path = typer.Option(..., help="Directory to write the model, processor and generation config to."),
-    size: str = typer.Option("tiny", help="tiny (~0.2M params), small (~0.6M) or base (~1.8M)."),
+    size: str = typer.Option(
+        "tiny",
+        help="tiny (~0.2M params), small (~0.6M), base (~1.8M), or the published architecture of "
+        "qwen2.5-vl-3b / qwen2.5-vl-7b (random weights; use --layers for a CPU).",
+    ),
+    layers: int = typer.Option(None, help="Shape-true sizes only: keep this many language-model layers."),
+    vision_layers: int = typer.Option(None, help="Shape-true sizes only: keep this many vision blocks."),
     seed: int = typer.Option(0, help="Weights are identical for the same seed."),
 ) -> None:
     """Build a randomly initialised Qwen2.5-VL locally (no download); loads with the HF auto classes."""
-    from observe_r1.models import build_tiny_model, load_policy, num_parameters
+    from observe_r1.models import (
+        SHAPES,
+        build_tiny_model,
+        count_parameters,
+        load_policy,
+        num_parameters,
+        shaped_config,
+    )
 
-    path = build_tiny_model(out, size=size, seed=seed)
+    if size in SHAPES:  # counted on the meta device: nothing allocated
+        typer.echo(f"{size} at full depth: {count_parameters(shaped_config(size)):,} parameters")
+    path = build_tiny_model(out, size=size, seed=seed, layers=layers, vision_layers=vision_layers)
     model, _ = load_policy(path)
     typer.echo(f"wrote {size} Qwen2.5-VL ({num_parameters(model):,} parameters) to {path}")
 

@@ -104,6 +104,77 @@ SIZES = {
 }
 
 
+@dataclass(frozen=True)
+class QwenShape:
+    """The published architecture numbers of a Qwen2.5-VL-Instruct checkpoint (its ``config.json``)."""
+
+    text_hidden: int
+    text_intermediate: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    vision_hidden: int = 1280
+    vision_intermediate: int = 3420
+    vision_layers: int = 32
+    vision_heads: int = 16
+    fullatt_block_indexes: tuple[int, ...] = (7, 15, 23, 31)  # the other blocks attend inside 112-px windows
+
+
+SHAPES = {
+    "qwen2.5-vl-3b": QwenShape(2048, 11008, 36, 16, 2, vocab_size=151_936, tie_word_embeddings=True),
+    "qwen2.5-vl-7b": QwenShape(3584, 18944, 28, 28, 4, vocab_size=152_064, tie_word_embeddings=False),
+}
+# Qwen2.5-VL's processor: 14-px patches merged 2×2, between 3,136 and 12,845,056 pixels by default.
+QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 3136, 12_845_056
+
+
+def shaped_config(
+    shape: str, *, layers: int | None = None, vision_layers: int | None = None, token_ids: dict | None = None
+) -> Qwen2_5_VLConfig:
+    """A ``Qwen2_5_VLConfig`` with the published numbers of ``shape``; ``layers`` / ``vision_layers`` truncate
+    the depth (for a CPU). A truncated vision tower keeps the full-attention blocks that fall inside it (the last
+    block is full attention when none does). ``token_ids`` maps Qwen's special tokens to ids (default: Qwen's)."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; choose one of {sorted(SHAPES)}")
+    spec = SHAPES[shape]
+    depth = spec.vision_layers if vision_layers is None else vision_layers
+    n_layers = spec.text_layers if layers is None else layers
+    if not 1 <= n_layers <= spec.text_layers or not 1 <= depth <= spec.vision_layers:
+        raise ValueError(f"{shape}: layers must be in 1..{spec.text_layers}, vision layers in 1..{spec.vision_layers}")
+    ids = token_ids or {tok: 151_643 + i for i, tok in enumerate(QWEN_SPECIAL_TOKENS)}  # Qwen's own ids
+    fullatt = [i for i in spec.fullatt_block_indexes if i < depth] or [depth - 1]
+    text = dict(
+        vocab_size=spec.vocab_size, hidden_size=spec.text_hidden, intermediate_size=spec.text_intermediate,
+        num_hidden_layers=n_layers, num_attention_heads=spec.text_heads, num_key_value_heads=spec.text_kv_heads,
+        max_position_embeddings=128_000, rms_norm_eps=1e-6, tie_word_embeddings=spec.tie_word_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [16, 24, 24]},
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
+    vision = dict(
+        depth=depth, hidden_size=spec.vision_hidden, intermediate_size=spec.vision_intermediate,
+        num_heads=spec.vision_heads, out_hidden_size=spec.text_hidden, patch_size=14, spatial_merge_size=2,
+        temporal_patch_size=2, window_size=112, fullatt_block_indexes=fullatt, hidden_act="silu",
+    )  # fmt: skip
+    return Qwen2_5_VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=spec.tie_word_embeddings,
+    )  # fmt: skip
+
+
+def count_parameters(config: Qwen2_5_VLConfig) -> int:
+    """Parameters of a model with ``config``, counted on the meta device (nothing is allocated).
+
+    >>> round(count_parameters(shaped_config("qwen2.5-vl-3b")) / 1e9, 3)
+    3.755
+    """
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    return num_parameters(model)
+
+
 def _tokenizer_corpus() -> list[str]:
     """Local text the BPE is trained on: prompts, tags, the synthetic task's words, digits and punctuation."""
     from observe_r1.synth import corpus_sentences  # the built-in task decides which merges are worth having
@@ -151,24 +222,71 @@ def build_image_processor(min_pixels: int = 56 * 56, max_pixels: int = 224 * 224
     )
 
 
-def build_tiny_model(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+def build_tiny_model(
+    out_dir: str | Path,
+    size: str = "tiny",
+    seed: int = 0,
+    *,
+    layers: int | None = None,
+    vision_layers: int | None = None,
+) -> Path:
     """Write a randomly initialised Qwen2.5-VL with processor and generation config to ``out_dir``.
 
+    ``size``: a small model (``tiny``, ``small``, ``base``) or a shape-true one (``qwen2.5-vl-3b``,
+    ``qwen2.5-vl-7b``: the published architecture, ``layers`` / ``vision_layers`` truncate its depth).
     Deterministic for a ``seed``. The result loads with ``AutoProcessor`` / ``AutoModelForImageTextToText``
     (after ``import observe_r1``) or :func:`load_policy`.
     """
-    if size not in SIZES:
-        raise ValueError(f"unknown tiny-model size {size!r}; choose one of {sorted(SIZES)}")
-    spec = SIZES[size]
-    tokenizer = build_tokenizer(spec.vocab_size)
+    model, processor = build_policy(size, seed=seed, layers=layers, vision_layers=vision_layers)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_policy(
+    size: str = "tiny",
+    *,
+    seed: int = 0,
+    layers: int | None = None,
+    vision_layers: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+):
+    """``(model, processor)`` of :func:`build_tiny_model`, in memory (``device``: where weights are created)."""
+    if size not in SIZES and size not in SHAPES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES) + sorted(SHAPES)}")
+    tokenizer = build_tokenizer(SIZES[size].vocab_size if size in SIZES else 512)
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+    if size in SHAPES:
+        config = shaped_config(size, layers=layers, vision_layers=vision_layers, token_ids=ids)
+        image_processor = build_image_processor(QWEN_MIN_PIXELS, QWEN_MAX_PIXELS)
+    else:
+        if layers is not None or vision_layers is not None:
+            raise ValueError("--layers / --vision-layers apply to the shape-true sizes (qwen2.5-vl-3b, -7b)")
+        config = _tiny_config(SIZES[size], len(tokenizer), ids)
+        image_processor = build_image_processor()
+    torch.manual_seed(seed)
+    with torch.device(device or "cpu"):
+        model = Qwen2_5_VLForConditionalGeneration(config).to(dtype)
+    model.generation_config = GenerationConfig(
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        suppress_tokens=[ids[t] for t in VISION_TOKENS],
+    )
+    return model, ObserveR1VLProcessor(image_processor, tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+def _tiny_config(spec: TinySize, vocab_size: int, ids: dict) -> Qwen2_5_VLConfig:
     head_dim = spec.text_hidden // spec.text_heads
     # mrope splits the head_dim/2 rotary frequencies over (time, height, width) as Qwen does: 1/4, 3/8, 3/8.
     half = head_dim // 2
     mrope_section = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]
-    config = Qwen2_5_VLConfig(
+    return Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer),
+            vocab_size=vocab_size,
             hidden_size=spec.text_hidden,
             intermediate_size=spec.text_hidden * 2,
             num_hidden_layers=spec.text_layers,
@@ -199,20 +317,6 @@ def build_tiny_model(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> 
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        suppress_tokens=[ids[t] for t in VISION_TOKENS],
-    )
-    processor = ObserveR1VLProcessor(build_image_processor(), tokenizer, chat_template=CHAT_TEMPLATE)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
 
 
 def load_processor(model_id_or_path: str | Path, *, trust_remote_code: bool = False, **kwargs):
