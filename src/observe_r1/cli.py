@@ -80,7 +80,9 @@ def train(ctx: typer.Context) -> None:
 def eval_cmd(
     benchmark: Path = typer.Option(..., help="Benchmark as published: JSON/JSONL/Parquet file or datasets directory."),
     out: Path = typer.Option(..., help="Output directory: results.json, predictions.jsonl, summary.md."),
-    model: str = typer.Option(None, help="Checkpoint directory or hub id (not needed with --responses)."),
+    model: str = typer.Option(
+        None, help="Model directory, LoRA adapter folder (loaded on its base model) or hub id; not with --responses."
+    ),
     responses: Path = typer.Option(
         None, help="Score saved responses instead of generating: JSONL lines {id, response}, several per id allowed."
     ),
@@ -118,6 +120,18 @@ def eval_cmd(
 
 
 @app.command()
+def merge(
+    adapter: Path = typer.Argument(..., help="A LoRA adapter folder: final/ or a checkpoint-* of a --use_peft run."),
+    out: Path = typer.Option(..., help="Directory to write the merged model and its processor to."),
+) -> None:
+    """Merge a LoRA adapter into its base model (named in adapter_config.json) and save a whole model."""
+    from observe_r1.lora import adapter_base, merge_adapter
+
+    path = merge_adapter(adapter, out)
+    typer.echo(f"merged {adapter} into {adapter_base(adapter)} -> {path}")
+
+
+@app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="Eval output directories."),
     out: Path = typer.Option(Path("evals/compare"), help="Where to write compare.md and compare.png."),
@@ -148,7 +162,7 @@ app.add_typer(ladder_app, name="ladder")
 @ladder_app.command("build")
 def ladder_build(
     source: list[str] = typer.Option(..., help="JSONL/Parquet file or datasets directory; repeat for several."),
-    model: str = typer.Option(..., help="Rating model: hub id or local directory."),
+    model: str = typer.Option(..., help="Rating model: hub id, local directory or LoRA adapter folder."),
     out: Path = typer.Option(..., help="Ladder directory (resumable: rerun the same command after a crash)."),
     k: int = typer.Option(8, help="Sampled responses per item; difficulty = 1 - correct/k."),
     temperature: float = typer.Option(1.0, help="Sampling temperature of the rating responses."),

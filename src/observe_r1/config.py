@@ -64,6 +64,41 @@ class ObserveR1Config(GRPOConfig):
             "step trains on the informative groups it has, filled up with the earliest uninformative ones."
         },
     )
+    # What trains (docs/lora.md). The paper trains the whole model, so all four default to off.
+    freeze_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Freeze the vision tower: its patch embedding and transformer blocks (the projector is "
+            "freeze_merger). Its weights stay bit-identical; no gradients or optimizer state are kept for them."
+        },
+    )
+    freeze_merger: bool = field(
+        default=False,
+        metadata={"help": "Freeze the vision-language projector (Qwen2.5-VL's `visual.merger`)."},
+    )
+    use_peft: bool = field(
+        default=False,
+        metadata={
+            "help": "Train LoRA adapters instead of the whole model (TRL's name). The base weights stay frozen; "
+            "checkpoints and final/ hold the adapter; `observe-r1 merge` (or train --merge) writes a merged model."
+        },
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (TRL's name and default)."})
+    lora_alpha: int = field(
+        default=32, metadata={"help": "LoRA alpha; the update is scaled by lora_alpha / lora_r (TRL's default)."}
+    )
+    lora_dropout: float = field(
+        default=0.05, metadata={"help": "Dropout on the LoRA branch's input (TRL's default; 0 turns it off)."}
+    )
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Modules that get adapters, by name (default: the language model's linear layers q_proj "
+            "k_proj v_proj o_proj gate_proj up_proj down_proj). A plain name is matched inside the language model "
+            "only; prefix it with `visual.` to adapt the vision tower's modules of that name (visual.qkv, "
+            "visual.attn.proj, visual.merger.mlp.0)."
+        },
+    )
     system_prompt: str = field(
         default=SYSTEM_PROMPT, metadata={"help": "System prompt asking for <observe>, <think> and <answer>."}
     )
@@ -97,6 +132,15 @@ class ObserveR1Config(GRPOConfig):
             raise ValueError("bonus_coef and bonus_min_length must be >= 0 (use --use_bonus false to turn it off)")
         if self.max_generation_rounds < 1:
             raise ValueError(f"max_generation_rounds must be >= 1; got {self.max_generation_rounds}")
+        if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
+            raise ValueError(
+                f"LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1; got lora_r={self.lora_r}, "
+                f"lora_alpha={self.lora_alpha}, lora_dropout={self.lora_dropout}"
+            )
+        if self.lora_target_modules is not None and not self.use_peft:
+            raise ValueError("lora_target_modules is set but use_peft is false: add --use_peft true")
+        if self.lora_target_modules is not None and not self.lora_target_modules:
+            raise ValueError("lora_target_modules is empty: name at least one module, or leave it unset")
         if self.reward_weights is not None:
             raise ValueError(
                 "set accuracy_weight / format_weight instead of reward_weights (weights follow the reward "
@@ -139,6 +183,13 @@ class TrainScriptArguments:
     )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the last checkpoint in output_dir (same curriculum position)."}
+    )
+    merge: bool = field(
+        default=False,
+        metadata={
+            "help": "With use_peft: also write output_dir/merged, the adapter merged into its base model (a whole "
+            "model, as vLLM and other tools load it; `observe-r1 merge` does the same afterwards)."
+        },
     )
     min_pixels: int = field(default=3136, metadata={"help": "Images are upscaled to at least this many pixels."})
     max_pixels: int = field(default=2_560_000, metadata={"help": "Images are downscaled to at most this many pixels."})

@@ -109,8 +109,15 @@ class VLLMGenerator:
 def make_generator(
     model_id_or_path: str, *, backend: str = "hf", batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS
 ):
-    """``hf`` (any machine) or ``vllm`` (GPU, vLLM installed)."""
+    """``hf`` (any machine) or ``vllm`` (GPU, vLLM installed). With ``hf`` a LoRA adapter folder loads on its
+    base model (``observe_r1.models.load_policy``)."""
     if backend == "vllm":
+        from observe_r1.config import ConfigError
+        from observe_r1.lora import is_adapter_dir
+
+        if is_adapter_dir(model_id_or_path):
+            raise ConfigError(f"{model_id_or_path} is a LoRA adapter: merge it for vLLM first "
+                             f"(observe-r1 merge {model_id_or_path} --out MERGED), or use --backend hf")  # fmt: skip
         return VLLMGenerator(str(model_id_or_path), max_new_tokens=max_new_tokens)
     if backend != "hf":
         raise ValueError(f"backend must be 'hf' or 'vllm'; got {backend!r}")

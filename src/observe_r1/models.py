@@ -350,7 +350,15 @@ def load_policy(
     device: str | torch.device | None = None,
     **model_kwargs,
 ):
-    """Load ``(model, processor)`` from a hub id or a local directory through the auto classes."""
+    """Load ``(model, processor)`` from a hub id or a local directory through the auto classes.
+
+    A LoRA adapter folder (``final/`` of a ``--use_peft`` run) loads on its base model with the adapter merged in
+    (``observe_r1.lora.load_adapter_policy``)."""
+    from observe_r1.lora import is_adapter_dir, load_adapter_policy
+
+    if is_adapter_dir(model_id_or_path):
+        return load_adapter_policy(model_id_or_path, dtype=dtype, trust_remote_code=trust_remote_code, device=device,
+                                   **model_kwargs)  # fmt: skip
     _check_exists(model_id_or_path)
     processor = load_processor(model_id_or_path, trust_remote_code=trust_remote_code)
     model = AutoModelForImageTextToText.from_pretrained(

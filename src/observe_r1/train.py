@@ -16,6 +16,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from observe_r1.config import ConfigError, ObserveR1Config, TrainScriptArguments
 from observe_r1.data import load_grpo_dataset
 from observe_r1.jsonl import read_jsonl, write_jsonl
+from observe_r1.lora import is_adapter_dir, merge_adapter, record_base, trainable_line
 from observe_r1.models import load_policy
 from observe_r1.plots import plot_metrics
 from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer, use_concise_progress
@@ -146,12 +147,18 @@ def build_trainer(
     return trainer
 
 
-def save_final(trainer: ObserveR1Trainer, processor) -> Path:
-    """Save the trained policy and its processor to ``output_dir/final`` and plot the run; returns ``final``."""
+def save_final(trainer: ObserveR1Trainer, processor, *, merge: bool = False) -> Path:
+    """Save the trained policy (with LoRA: the adapter) and its processor to ``output_dir/final`` and plot the
+    run; with ``merge`` also write the adapter merged into its base model to ``output_dir/merged``. Returns
+    ``final``."""
     output_dir = Path(trainer.args.output_dir)
     if trainer.accelerator.is_main_process:
         trainer.save_model(str(output_dir / "final"))
         processor.save_pretrained(output_dir / "final")
+        if is_adapter_dir(output_dir / "final"):
+            record_base(output_dir / "final")
+            if merge:
+                merge_adapter(output_dir / "final", output_dir / "merged")
         plot_metrics(output_dir / "metrics.jsonl", output_dir / "plots")
     return output_dir / "final"
 
@@ -160,6 +167,8 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
     """``observe-r1 train``: load policy and data, train (resuming from the last checkpoint if asked), save."""
     if not script_args.dataset_path:
         raise ValueError("--dataset_path is required (a JSONL/Parquet file or a datasets directory)")
+    if script_args.merge and not config.use_peft:
+        raise ConfigError("--merge applies to LoRA runs (--use_peft true); a full fine-tune's final/ is a whole model")
     output_dir = Path(config.output_dir)
     checkpoint = resolve_checkpoint(output_dir, script_args.resume)
     model, processor = load_policy(script_args.model_name_or_path, trust_remote_code=config.trust_remote_code)
@@ -181,6 +190,8 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
         else:
             for name in ("metrics.jsonl", "consumed.jsonl"):
                 (output_dir / name).unlink(missing_ok=True)
+    if trainer.accelerator.is_main_process:
+        print(trainable_line(trainer.model))
     trainer.train(resume_from_checkpoint=checkpoint)
-    save_final(trainer, processor)
+    save_final(trainer, processor, merge=script_args.merge)
     return trainer

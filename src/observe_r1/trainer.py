@@ -27,6 +27,7 @@ from trl import GRPOTrainer
 from observe_r1.algo import GroupAdvantages, group_advantages
 from observe_r1.dynamic import PromptCursor, merge_rows, refill_size, select_groups, split_rows
 from observe_r1.jsonl import append_jsonl
+from observe_r1.lora import freeze_parts, lora_config
 from observe_r1.mathpool import REWARD_STATS
 from observe_r1.models import VISION_TOKENS
 from observe_r1.rewards import AccuracyReward, FormatReward
@@ -67,6 +68,9 @@ class ObserveR1Trainer(GRPOTrainer):
     data loader, a step runs several generation rounds, keeps the first informative groups and regroups their rows
     across processes; the cursor is saved in each checkpoint (``_save_checkpoint``) and restored on resume
     (``_load_optimizer_and_scheduler``, where TRL restores its own extras).
+
+    ``args.use_peft`` hands TRL a LoRA config built from ``args`` (``observe_r1.lora.lora_config``) unless the
+    caller passes ``peft_config``; ``args.freeze_vision_tower`` / ``freeze_merger`` stop those parts' gradients.
     """
 
     def __init__(self, model, args, reward_funcs=None, *, consumed_log: str | Path | None = None, **kwargs):
@@ -86,7 +90,11 @@ class ObserveR1Trainer(GRPOTrainer):
             args.generation_kwargs = generation_kwargs
         if processor is not None and hasattr(processor, "tokenizer"):
             processor.tokenizer.padding_side = "left"  # TRL's prompt_ids are left-padded; keep its side-paths so too
+        if args.use_peft and kwargs.get("peft_config") is None:
+            kwargs["peft_config"] = lora_config(args)
         super().__init__(model=model, args=args, reward_funcs=reward_funcs, **kwargs)
+        if args.freeze_vision_tower or args.freeze_merger:  # after TRL's PEFT wrapping, before the optimizer exists
+            freeze_parts(self.model, vision_tower=args.freeze_vision_tower, merger=args.freeze_merger)
         if "accuracy" not in self.reward_func_names:
             raise ValueError(f"Observe-R1 needs a reward function named 'accuracy'; got {self.reward_func_names}")
         by_name = {"accuracy": args.accuracy_weight, "format": args.format_weight}
