@@ -65,14 +65,17 @@ def test_golds_as_responses_score_right_and_unscoreable_rows_are_listed(gold_run
     assert results["n_items"] == len(items) and results["n_unscoreable"] == len(unscoreable)
     assert sum(r["correct"] for r in scoreable) / len(scoreable) >= 0.995  # the training reward
     assert sum(r["official"] for r in scoreable) / len(scoreable) >= 0.995  # the authors' rule
-    assert not any(r["official"] for r in rows if r["id"] in unscoreable)  # scored wrong, as the authors do
+    assert not any(r["correct"] for r in rows if r["id"] in unscoreable)  # the reward never pays an empty gold
     assert results["official"]["benchmark"] == name and results["official"]["uses"] == "sample 0"
 
 
 def test_logicvista_row_382_has_an_empty_answer_counted_not_fatal(gold_runs, tmp_path):
     results, rows, _ = gold_runs["logicvista"]
     assert results["unscoreable_ids"] == ["v1_382"]
-    assert results["official"]["sample_0"]["accuracy"] == pytest.approx(447 / 448)
+    # LogicVista's script: the empty gold is right for an empty answer (given here); bare "F" and "G" read as nothing
+    verdicts = {r["id"]: r["official"] for r in rows}
+    assert verdicts["v1_382"] and [r["gold"] for r in rows if not r["official"]] == ["F", "G"]
+    assert results["official"]["sample_0"]["accuracy"] == pytest.approx(446 / 448)
     with pytest.raises(DataError, match=r"dataset.json: row 382 \(id 'v1_382'\): field 'answer': empty answer"):
         score_responses(_full("logicvista"), tmp_path / "none.jsonl", tmp_path / "strict", strict=True)
     # train: dropped, counted and warned about (the full file comes without images: those rows are skipped here)
@@ -131,16 +134,38 @@ def test_wemath_four_dimensions_on_a_crafted_set():
     assert f["two_step_accuracy"] == pytest.approx(2 / 4) and f["three_step_accuracy"] == pytest.approx(1 / 2)
 
 
-def test_mathvision_two_decimal_rule_is_eval_only():
-    item = {"answer": "$4 \\pi$", "choices": []}
-    assert mathvision_correct("12.57", item) and mathvision_correct("4\\pi", item)
-    assert not mathvision_correct("12.5", item) and not mathvision_correct(None, item)
-    letter = {"answer": "B", "choices": ["$\\frac{1}{2}$", "$\\sqrt{2}$"]}
-    assert mathvision_correct("B", letter) and mathvision_correct("$\\sqrt{2}$", letter)
+def test_mathvision_official_rule_is_eval_only():
+    item = {"answer": "25\\pi", "choices": []}
+    assert mathvision_correct("78.54", item) and mathvision_correct("\\boxed{25\\pi}", item)
+    assert not mathvision_correct("78.5", item) and not mathvision_correct(None, item)
+    assert mathvision_correct("12.57", {"answer": "$4 \\pi$", "choices": []})  # a published gold, two decimals
+    boxed = {"answer": "$\\boxed{\\frac{16}{7}}$", "choices": []}  # MATH-V's parser can't read \\boxed: text only
+    assert not mathvision_correct("\\frac{16}{7}", boxed) and not mathvision_correct("2.29", boxed)
+    letter = {"answer": "B", "choices": ["$\\frac{1}{2}$", "$\\sqrt{2}$"], "meta": {"options": ["1/2", "\\sqrt{2}"]}}
+    assert mathvision_correct("B", letter) and mathvision_correct("\\boxed{B}", letter)
     assert mathvision_correct("1.41", letter) and not mathvision_correct("A", letter)
     from observe_r1.rewards import accuracy_reward
 
-    assert accuracy_reward(_respond("12.57"), "$4 \\pi$") == 0.0  # the training reward stays exact
+    assert accuracy_reward(_respond("78.54"), "25\\pi") == 0.0  # the training reward stays exact
+
+
+def test_wemath_and_logicvista_read_letters_as_their_scripts_do():
+    from observe_r1.official import logicvista_correct, wemath_letter
+
+    assert [wemath_letter(a) for a in ("C", "Answer: C", "(C)", "c", "C. 120°", "")] == [
+        "C",
+        "C",
+        None,
+        None,
+        "C",
+        None,
+    ]
+    gold = {"answer": "A, C"}
+    assert (
+        logicvista_correct("c, a", gold) and logicvista_correct("A and C", gold) and not logicvista_correct("A", gold)
+    )
+    assert not logicvista_correct("F", {"answer": "F"})  # one character outside a-e reads as nothing (their quirk)
+    assert logicvista_correct("", {"answer": ""}) and not logicvista_correct("A", {"answer": ""})  # v1_382
 
 
 def test_several_samples_report_sample_0_and_the_mean(tmp_path):

@@ -84,3 +84,26 @@ def test_reward_weights_follow_names_not_positions(tiny_model_dir, tmp_path):
     trainer = build_trainer(model, processor, dataset, config, reward_funcs=[FormatReward(), ParityAccuracy()])
     assert trainer.reward_func_names == ["format", "accuracy"]
     assert trainer.reward_weights.tolist() == [0.5, 1.0]
+
+
+def test_generation_keeps_its_kv_cache_under_gradient_checkpointing(tiny_model_dir, tmp_path):
+    """TRL generates in training mode, where checkpointed layers drop the KV cache (every new token would then
+    recompute the whole prompt); ours generates in eval mode: after the prompt, each forward sees one new token."""
+    model, processor = load_policy(tiny_model_dir)
+    _, dataset = synth_dataset(tmp_path)
+    config = tiny_config(tmp_path / "run", gradient_checkpointing=True, max_steps=1)
+    trainer = build_trainer(model, processor, dataset, config, reward_funcs=[FormatReward(), ParityAccuracy()])
+    lengths, modes = [], []
+
+    def record(module, args, kwargs):
+        ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        if ids is not None and not torch.is_grad_enabled():
+            lengths.append(ids.shape[1])
+            modes.append(module.training)
+
+    handle = trainer.model.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
+    trainer.train()
+    handle.remove()
+    decode_steps = [n for n in lengths if n == 1]
+    assert len(decode_steps) >= config.max_completion_length - 2  # one token per forward once the prompt is cached
+    assert not any(modes[: len(decode_steps)]) and trainer.model.training  # eval for generation, training after

@@ -250,13 +250,14 @@ def _mathverse(row):
 
 def _mathvision(row):
     choices = parse_list(row.get("options"), "options")
+    published = list(choices)  # MATH-V's own scorer compares answers with these texts
     if choices and all(_PLACEHOLDER.fullmatch(c.strip()) for c in choices):  # ['<image2>', …]: option pictures
         choices = list(LETTERS[: len(choices)])  # are drawn inside the row's one image, like letter-only options
     answer = letter_answer(row["answer"], choices) if choices else row["answer"]
     image = row.get("decoded_image") or row.get("image")
     return _item(row.get("id", row.get("_key")), row["question"], answer, [image] if image else [],
                  choices=choices, category=row.get("subject"), level=row.get("level"),
-                 meta={"subject": row.get("subject"), "level": row.get("level")})  # fmt: skip
+                 meta={"subject": row.get("subject"), "level": row.get("level"), "options": published})  # fmt: skip
 
 
 def _wemath(row):

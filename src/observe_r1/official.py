@@ -8,11 +8,14 @@ mathvista    accuracy, and per question type, answer type, language, source, cat
              skill (an item with several skills counts under each), as MathVista's ``calculate_score`` does.
              Rule: a letter or ``(x)`` picks that option, any other text the option closest by edit distance;
              integers ``str(int(float(x)))``; floats rounded to ``precision``; then string equality.
-mathvision   accuracy, per subject, per level. Rule: the gold letter or the gold option's text; free-form answers
-             equal as text, or as numbers after LaTeX parsing, rounded to two decimals.
+mathvision   accuracy, per subject, per level. Rule: MATH-V's rule-based answer reading (a final option letter,
+             the last ``\\boxed{}``, LaTeX and units stripped), then equal to the gold letter or the gold option's
+             published text: as text, or as values at two decimals after LaTeX parsing (``12.57`` = ``4\\pi``).
 wemath       the four-dimensional score over each problem's sub-questions (see :func:`wemath_figures`), and
-             one-/two-/three-step accuracy. Rule: the option letter, per row.
-logicvista   accuracy, per skill and per capability (broad and specific). Rule: the set of letters.
+             one-/two-/three-step accuracy. Rule: the first character after the last ``Answer`` (``> < : .``
+             removed) is the letter, case-sensitive.
+logicvista   accuracy, per skill and per capability (broad and specific). Rule: the letters read (one character
+             as is, a–e or a digit; a longer answer's standalone letters) equal the gold's, case-insensitive.
 mathverse    accuracy per problem version. Rule: observe-r1's reward (MathVerse's own scorer uses an LLM judge).
 mmmu         accuracy per subject and per discipline. Rule: observe-r1's reward (letters; numbers; text).
 ===========  =============================================================================================
@@ -34,9 +37,9 @@ BENCHMARKS = ("mathvista", "mathvision", "wemath", "logicvista", "mathverse", "m
 # How each benchmark's authors score a row whose gold is empty or unreadable (observe-r1 does the same).
 UNSCOREABLE_SCORED_AS = {
     "mathvista": "wrong: no normalised answer equals an empty gold string",
-    "mathvision": "wrong: MATH-V's comparison refuses an empty gold",
+    "mathvision": "wrong: MATH-V's comparison refuses a blank side; an unparseable gold matches only as text",
     "wemath": "wrong: no letter equals an empty gold",
-    "logicvista": "wrong: no set of letters equals an empty gold",
+    "logicvista": "right only for an empty answer (LogicVista's script compares the empty gold's letters, [''])",
     "mathverse": "wrong (observe-r1's reward: an unparseable gold never scores)",
     "mmmu": "wrong (observe-r1's reward: an unparseable gold never scores)",
 }
@@ -119,59 +122,222 @@ def mathvista_correct(extracted: str | None, item: dict) -> bool:
     return normalised == gold_text(item)
 
 
-def _latex_number(text: str) -> float | None:
-    """A LaTeX or plain expression's numeric value, or None when it has none (symbols left, parse error)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
+# ---- MATH-V: its answer reading (a rule-based re-extraction), then its comparison
+def _latex_value(text: str) -> float | None:
+    """The numeric value of a LaTeX expression (latex2sympy, then evaluated), None when it has none. MATH-V's
+    parser (the original latex2sympy2) reads neither ``\boxed`` nor ``^{\circ}``: text with them has no value
+    (the golds written so match only as text, as in MATH-V's own scoring)."""
+    if "\\boxed" in text or "\\circ" in text:
+        return None
     try:
         from latex2sympy2_extended import latex2sympy
 
-        value = complex(latex2sympy(text.strip().strip("$")).evalf())
+        value = complex(latex2sympy(text).evalf())
     except Exception:  # noqa: BLE001 - the parser raises many unrelated types on text that is not maths
         return None
     return value.real if abs(value.imag) < 1e-12 and math.isfinite(value.real) else None
 
 
-def mathvision_equal(answer: str, gold: str) -> bool:
-    """MATH-V's comparison of one answer with one gold: equal text, else equal numbers at two decimals.
+def _braced_single_chars(text: str, command: str) -> str:
+    r"""``\sqrt2`` -> ``\sqrt{2}`` and ``\frac12`` -> ``\frac{1}{2}``: single-character arguments braced."""
+    head, *rest = text.split(command)
+    out = head
+    for part in rest:
+        out += command
+        if not part or part[0] == "{":
+            out += part
+        elif command == "\\sqrt":
+            out += "{" + part[0] + "}" + part[1:]
+        elif len(part) < 2:
+            return text
+        elif part[1] == "{":
+            out += "{" + part[0] + "}" + part[1:]
+        else:
+            out += "{" + part[0] + "}{" + part[1] + "}" + part[2:]
+    return out
 
-    >>> mathvision_equal("12.57", "$4 \\\\pi$"), mathvision_equal("0.5", "\\\\frac{1}{2}"), mathvision_equal("3", "4")
+
+def _mathv_clean(text: str) -> str:
+    """MATH-V's MATH-style clean-up of an answer: LaTeX decorations, units after ``\text{ ``, ``$`` and ``%``
+    dropped, a lone ``=`` or ``\approx`` keeps its right side, ``0.5`` and ``a/b`` written as fractions."""
+    for old, new in (("\n", ""), ("\\!", ""), ("\\\\", "\\"), ("tfrac", "frac"), ("dfrac", "frac"), ("\\left", ""),
+                     ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""), ("$", "")):  # fmt: skip
+        text = text.replace(old, new)
+    text = text.split("\\text{ ")[0].replace("\\%", "").replace(" .", " 0.").replace("{.", "{0.")
+    if not text:
+        return text
+    if text[0] == ".":
+        text = "0" + text
+    for sign in ("=", "\\approx"):
+        if len(text.split(sign)) == 2:
+            text = text.split(sign)[1]
+    if "sqrt" in text:
+        text = _braced_single_chars(text, "\\sqrt")
+    text = text.replace(" ", "")
+    if "sqrt" in text:
+        text = _braced_single_chars(text, "\\frac")
+    if text == "0.5":
+        return "\\frac{1}{2}"
+    fraction = re.fullmatch(r"(-?\d+)/(-?\d+)", text)
+    if fraction and text == f"{int(fraction.group(1))}/{int(fraction.group(2))}":
+        return f"\\frac{{{int(fraction.group(1))}}}{{{int(fraction.group(2))}}}"
+    return text
+
+
+def _mathv_final(text: str) -> str:
+    """MATH-V's final-answer reading: lower case, the last ``\boxed{…}`` content, the right side of the last
+    ``=`` / ``\approx``, spacing, ``\text``, degree signs and a few units removed, then :func:`_mathv_clean`."""
+    text = text.lower().replace("{}", "")
+    boxed = re.findall(r"oxed{(.*)}", text, flags=re.S)
+    answer = boxed[-1] if boxed else text
+    close, open_ = answer.find("}"), answer.find("{")
+    if close != -1 and (open_ == -1 or close < open_):
+        answer = answer.split("}")[0]
+    answer = answer.split("=")[-1].split("\\approx")[-1]
+    for old, new in ((" ", ""), ("\\,", ""), ("∞", "\\infty"), ("+\\infty", "\\infty"), ("\\\\", "\\"), ("\n", ""),
+                     ("\\text", ""), ("\\mbox", ""), ("bmatrix", "pmatrix"), ("\\left", ""), ("\\right", ""),
+                     ("^{\\circ}", ""), ("^\\circ", ""), ("{m}^3", ""), ("m^3", ""), ("{units}", ""), ("units", ""),
+                     ("{km}", ""), ("km", "")):  # fmt: skip
+        answer = answer.replace(old, new)
+    return _mathv_clean(answer)
+
+
+def _is_number(text: str) -> bool:
+    """Whether Python reads ``text`` as a float (as MATH-V's check does: ``inf`` and ``1_000`` included)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def mathvision_answer(response: str) -> str:
+    """The answer MATH-V's evaluation reads from a response (here: the extracted answer): a closing/opening
+    option letter, a number after the last ``is ``, the text after "the answer is"-style phrases, the last
+    ``\boxed{}``; then :func:`_mathv_final` and option labels ``(a)`` / ``{a}`` unwrapped.
+
+    >>> mathvision_answer("\\boxed{D}"), mathvision_answer("So the answer is 12.5."), mathvision_answer("(B)\\nok")
+    ('d', '12.5', 'b')
+    """
+    answer = response.strip()
+    for c in "ABCDE":
+        if answer.endswith((f" {c}.", f" ({c}).")) or answer.startswith((f"{c}\n", f"({c})\n", f"({c}) {c}\n")):
+            answer = c
+    tail = answer.split("is ")[-1].rstrip(".")
+    if _is_number(tail):
+        answer = tail
+    if "oxed{" not in answer:
+        for phrase in ("the final answer is", "the answer is", "the correct answer is", "the answer should be"):
+            for spelling in (phrase, phrase.replace("the", "The")):
+                found = spelling in answer
+                answer = answer.split(spelling)[-1].strip()
+                if found:
+                    answer = answer.split("\n")[0].split(". ")[0]
+    elif answer.count("oxed{") > 1:
+        answer = "\\boxed{" + answer.split("oxed{")[-1]
+    answer = _mathv_final(answer)
+    for c in "abcde":
+        answer = answer.replace(f"({c})", c).replace(f"{{{c}}}", c)
+    return answer.rstrip(".").lstrip(":").strip()
+
+
+def _mathv_tuple(text: str):
+    """``(a,b)`` / ``[a,b]`` with each element's value at two decimals (``infty``, ``a``, ``-a`` kept); else the
+    text as it is."""
+    if len(text) < 2 or (text[0], text[-1]) not in (("(", ")"), ("[", "]")) or len(text[1:-1].split(",")) < 2:
+        return text
+    parts = []
+    for part in text[1:-1].split(","):
+        if "infty" in part or part in ("a", "-a"):
+            parts.append(part)
+            continue
+        value = _latex_value(part)
+        if value is None:
+            return text
+        parts.append(str(round(value, 2)))
+    return text[0] + ",".join(parts) + text[-1]
+
+
+def mathvision_equal(answer: str, gold: str) -> bool:
+    """MATH-V's comparison: case-insensitive text, element-wise tuples, else equal values at two decimals.
+    A blank side never matches; a gold that does not parse matches only as text.
+
+    >>> mathvision_equal("12.57", "4\\\\pi"), mathvision_equal("\\\\frac{1}{2}", "0.5"), mathvision_equal("3", "4")
     (True, True, False)
     """
-    answer, gold = answer.strip(), gold.strip()
+    answer, gold = answer.lower(), gold.lower()
     if not answer.replace(" ", "") or not gold.replace(" ", ""):
         return False
-    if answer.lower() == gold.lower():
+    if answer.strip() == gold.strip():
         return True
-    a, g = _latex_number(answer), _latex_number(gold)
+    answer, gold = _mathv_tuple(answer), _mathv_tuple(gold)
+    if answer == gold:
+        return True
+    a, g = _latex_value(answer), _latex_value(gold)
     return a is not None and g is not None and round(a, 2) == round(g, 2)
 
 
 def mathvision_correct(extracted: str | None, item: dict) -> bool:
-    """MATH-V's rule: the gold letter or the gold option's text; free-form answers by :func:`mathvision_equal`."""
+    """MATH-V's rule: its answer reading, then equal to the gold letter *or* the gold option's published text."""
     if extracted is None:
         return False
-    if item.get("choices") and item["answer"] in LETTERS:
-        text = extracted.strip()
-        letter = re.fullmatch(r"\(?([A-Ja-j])\)?\.?", text)
-        if letter:
-            return letter.group(1).upper() == item["answer"]
-        return mathvision_equal(text, gold_text(item))
-    return mathvision_equal(extracted, item["answer"])
+    answer = mathvision_answer(extracted)
+    options = (item.get("meta") or {}).get("options") or item.get("choices") or []
+    gold = item["answer"]
+    gold_option = options[LETTERS.index(gold)] if options and gold in LETTERS[: len(options)] else ""
+    return mathvision_equal(answer, gold) or mathvision_equal(answer, gold_option)
+
+
+# ---- We-Math and LogicVista: how their scripts read option letters
+def wemath_letter(extracted: str | None) -> str | None:
+    """We-Math's reading: the text after the last ``Answer``, without ``> < : .``; its first character if that is
+    one of A–H (case-sensitive: ``(B)`` and ``b`` read as nothing).
+
+    >>> wemath_letter("B"), wemath_letter("Answer: C. 120°"), wemath_letter("(B)"), wemath_letter("b")
+    ('B', 'C', None, None)
+    """
+    text = extracted or ""
+    if "Answer" in text:
+        text = text[text.rindex("Answer") + len("Answer") :]
+    text = re.sub(r"[><:.]", "", text.strip()).strip()
+    return text[0] if text and text[0] in "ABCDEFGH" else None
+
+
+def logicvista_letters(extracted: str | None) -> list[str]:
+    """LogicVista's reading, lower-cased and sorted: an empty answer is ``[""]``; one character is itself when it is
+    a digit or a letter a–e (other letters and symbols read as nothing); a longer answer goes to an LLM in the
+    authors' script, here to its standalone option letters (A–J, either case).
+
+    >>> logicvista_letters("c and a"), logicvista_letters("F"), logicvista_letters(""), logicvista_letters("3")
+    (['a', 'c'], ['zzzzz'], [''], ['3'])
+    """
+    text = (extracted or "").strip()
+    if not text:
+        return [""]
+    if len(text) == 1:
+        readable = text.isdigit() or text.lower() in "abcde"
+        return [text.lower()] if readable else ["zzzzz"]
+    letters = re.findall(r"(?<![A-Za-z0-9])\(?([A-Ja-j])(?![A-Za-z0-9])", text)
+    return sorted(letter.lower() for letter in letters) or ["zzzzz"]
+
+
+def logicvista_correct(extracted: str | None, item: dict) -> bool:
+    """LogicVista's rule: the letters read equal the gold's (``"A, C"``), as sorted lower-case lists."""
+    return logicvista_letters(extracted) == sorted(g.lower() for g in item["answer"].split(", "))
 
 
 def official_correct(benchmark: str, extracted: str | None, item: dict, reward_correct: bool) -> bool:
-    """One response's verdict under ``benchmark``'s official rule (``reward_correct``: observe-r1's verdict,
-    which is the official rule for the letter-scored benchmarks)."""
-    if not item["answer"].strip():
-        return False
+    """One response's verdict under ``benchmark``'s official rule (``reward_correct``: observe-r1's verdict, the
+    rule where the authors score with an LLM judge: MathVerse, MMMU)."""
     if benchmark == "mathvista":
-        return mathvista_correct(extracted, item)
+        return bool(item["answer"].strip()) and mathvista_correct(extracted, item)
     if benchmark == "mathvision":
         return mathvision_correct(extracted, item)
-    return reward_correct
+    if benchmark == "wemath":
+        return bool(item["answer"]) and wemath_letter(extracted) == item["answer"]
+    if benchmark == "logicvista":
+        return logicvista_correct(extracted, item)
+    return reward_correct and bool(item["answer"].strip())
 
 
 # ------------------------------------------------------------------------------------------------ figures

@@ -27,7 +27,7 @@ from trl import GRPOTrainer
 from observe_r1.algo import GroupAdvantages, group_advantages
 from observe_r1.dynamic import PromptCursor, merge_rows, refill_size, select_groups, split_rows
 from observe_r1.jsonl import append_jsonl
-from observe_r1.lora import freeze_parts, lora_config
+from observe_r1.lora import freeze_parts, is_adapter_dir, lora_config, record_base
 from observe_r1.mathpool import REWARD_STATS
 from observe_r1.models import VISION_TOKENS
 from observe_r1.rewards import AccuracyReward, FormatReward
@@ -111,6 +111,16 @@ class ObserveR1Trainer(GRPOTrainer):
             self._cursor = PromptCursor(len(self.train_dataset), shuffle=args.shuffle_dataset, seed=args.seed,
                                         max_epochs=epochs)  # fmt: skip
             self._cursor_at_generation = self._cursor.state_dict()
+
+    def _generate(self, prompts):
+        # TRL generates (without vLLM) with the policy in training mode; under gradient checkpointing every decoder
+        # layer then drops its KV cache, so each new token recomputes the whole prefix. Generate in eval mode.
+        training = self.model.training
+        self.model.eval()
+        try:
+            return super()._generate(prompts)
+        finally:
+            self.model.train(training)
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         if kwargs.get("mm_token_type_ids") is not None and self._image_pad_token_id is not None:
@@ -295,12 +305,14 @@ class ObserveR1Trainer(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save and is_adapter_dir(folder):
+            record_base(folder)  # a LoRA checkpoint loads (eval, merge) from any working directory
         if self.args.dynamic_sampling and self.args.should_save:
             # At a step boundary inside a generation block (num_iterations > 1) the block is generated again on
             # resume, so the cursor goes back to where that generation started.
             generate_every = self.args.steps_per_generation * self.num_iterations
             state = self._cursor.state_dict() if self._step % generate_every == 0 else self._cursor_at_generation
-            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             self._cursor.save(folder, state)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
