@@ -125,7 +125,7 @@ def mathvista_correct(extracted: str | None, item: dict) -> bool:
 # ---- MATH-V: its answer reading (a rule-based re-extraction), then its comparison
 def _latex_value(text: str) -> float | None:
     """The numeric value of a LaTeX expression (latex2sympy, then evaluated), None when it has none. MATH-V's
-    parser (the original latex2sympy2) reads neither ``\boxed`` nor ``^{\circ}``: text with them has no value
+    parser (the original latex2sympy2) reads neither ``\\boxed`` nor ``^{\\circ}``: text with them has no value
     (the golds written so match only as text, as in MATH-V's own scoring)."""
     if "\\boxed" in text or "\\circ" in text:
         return None
