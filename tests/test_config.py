@@ -47,10 +47,11 @@ def test_yaml_recipe_with_cli_overrides(tmp_path):
 
 
 RECIPES = {  # what each recipe must set (after its `extends:` chain), beyond parsing
-    "observe_r1_qwen2_5_vl_3b": {"learning_rate": 1e-6, "beta": 0.01, "per_device_train_batch_size": 64,
-                                 "steps_per_generation": 2, "curriculum": "ordered", "use_bonus": True},
-    "observe_r1_qwen2_5_vl_7b": {"learning_rate": 1e-6, "per_device_train_batch_size": 32,
-                                 "gradient_accumulation_steps": 2, "steps_per_generation": 4,
+    "observe_r1_qwen2_5_vl_3b": {"learning_rate": 1e-6, "beta": 0.01, "per_device_train_batch_size": 8,
+                                 "gradient_accumulation_steps": 8, "steps_per_generation": 16,
+                                 "curriculum": "ordered", "use_bonus": True},
+    "observe_r1_qwen2_5_vl_7b": {"learning_rate": 1e-6, "per_device_train_batch_size": 4,
+                                 "gradient_accumulation_steps": 16, "steps_per_generation": 32,
                                  "output_dir": "runs/observe-r1-7b"},
     "grpo_baseline": {"curriculum": "shuffled", "use_bonus": False, "use_dyna_weight": False, "beta": 0.01,
                       "shuffle_dataset": True},

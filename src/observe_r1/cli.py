@@ -62,7 +62,7 @@ def synth(
     typer.echo(f"wrote {n} items to {path}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def train(ctx: typer.Context) -> None:
     """Observe-R1 RL with TRL: --config RECIPE.yaml, then any ObserveR1Config / GRPOConfig / TrainingArguments
     field as an override. TRL's own flags pass through unchanged; they are spelled with underscores
@@ -70,8 +70,11 @@ def train(ctx: typer.Context) -> None:
 
     Example: observe-r1 train --config recipes/tiny_cpu.yaml --max-steps 20 --out runs/r1
     """
-    from observe_r1.train import parse_train_args, run_training
+    from observe_r1.train import parse_train_args, run_training, train_help
 
+    if {"-h", "--help"} & set(ctx.args):
+        typer.echo((ctx.command.help or "").strip() + "\n\n" + train_help())
+        return
     script_args, config = parse_train_args(list(ctx.args))
     run_training(script_args, config)
 

@@ -113,6 +113,9 @@ def make_generator(
     base model (``observe_r1.models.load_policy``)."""
     if backend == "vllm":
         from observe_r1.config import ConfigError
+        from observe_r1.train import check_vllm
+
+        check_vllm(True, "--backend vllm")
         from observe_r1.lora import is_adapter_dir
 
         if is_adapter_dir(model_id_or_path):

@@ -75,6 +75,61 @@ def check_flags(argv: list[str]) -> None:
                 raise ConfigError(f"observe-r1 train: unknown flag {flag}{hint}")
 
 
+def train_help() -> str:
+    """``observe-r1 train -h``: every field it accepts with its help, observe-r1's first, then TRL's GRPOConfig,
+    then transformers' TrainingArguments."""
+    from dataclasses import MISSING, fields
+
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    def owner(name: str) -> str:
+        if name in {f.name for f in fields(TrainingArguments)}:
+            return "transformers TrainingArguments"
+        return "TRL GRPOConfig" if name in {f.name for f in fields(GRPOConfig)} else "observe-r1"
+
+    groups: dict[str, list[str]] = {"observe-r1": [], "TRL GRPOConfig": [], "transformers TrainingArguments": []}
+    for cls in (TrainScriptArguments, ObserveR1Config):
+        for f in fields(cls):
+            if f.name.startswith("_"):
+                continue
+            default = f.default if f.default is not MISSING else "…"
+            text = " ".join(str(f.metadata.get("help", "")).split())
+            groups["observe-r1" if cls is TrainScriptArguments else owner(f.name)].append(
+                f"  --{f.name.replace('_', '-')} (default: {default!r})\n      {text}"
+            )
+    lines = ["Usage: observe-r1 train --config RECIPE.yaml [--field value ...]",
+             "Flags take dashes or underscores (--max-steps = --max_steps); --out is --output_dir.", ""]  # fmt: skip
+    for title, entries in groups.items():
+        lines += [f"{title} fields:", *entries, ""]
+    return "\n".join(lines)
+
+
+def check_vllm(use_vllm: bool, what: str = "use_vllm") -> None:
+    """A one-line error naming the extra when vLLM is asked for but not installed."""
+    import importlib.util
+
+    if use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ConfigError(f"{what} needs vLLM, which is not installed: pip install 'observe-r1[vllm]' "
+                          "(GPU machines; vLLM 0.31 pins torch 2.13 and torchvision 0.28)")  # fmt: skip
+
+
+def check_launch(config: ObserveR1Config, environ=None) -> None:
+    """Refuse a multi-process launch in which the trainer is not distributed (seen: ``accelerate launch`` with an
+    FSDP config on a CPU machine ran independent trainings into one output folder)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    launched = int(environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and config.world_size != launched:
+        raise ConfigError(
+            f"launched as {launched} processes (WORLD_SIZE) but the trainer sees {config.world_size} "
+            f"(parallel mode {config.parallel_mode.value}): each process would train alone into "
+            f"{config.output_dir}. Use torchrun or accelerate with a config that matches the machine "
+            "(FSDP and DeepSpeed need GPUs; on CPU use --use-cpu true with DDP)"
+        )
+
+
 def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Config]:
     """TRL's parser: ``--config FILE.yaml`` (which may ``extends:`` another recipe) plus ``--field value``
     overrides for both dataclasses."""
@@ -85,14 +140,23 @@ def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Co
 
     check_flags(argv)
     argv = normalize_flags(argv)
+    merged = {}
     if "--config" in argv:
         i = argv.index("--config")
         merged = load_recipe(argv[i + 1])
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump(merged, f)
         argv = [*argv[: i + 1], f.name, *argv[i + 2 :]]
+    wants_vllm = merged.get("use_vllm", False)
+    if "--use_vllm" in argv:  # a bare flag means true
+        value = argv[argv.index("--use_vllm") + 1 :][:1]
+        wants_vllm = not value or value[0].startswith("--") or value[0].lower() in ("true", "1", "yes")
+    check_vllm(bool(wants_vllm))  # before the config is built: its checks would fail first on a CPU machine
     parser = TrlParser((TrainScriptArguments, ObserveR1Config))
-    script_args, config = parser.parse_args_and_config(argv)[:2]
+    try:
+        script_args, config = parser.parse_args_and_config(argv)[:2]
+    except ValueError as err:  # the config's own checks: one line, not a traceback through dataclasses
+        raise ConfigError(f"observe-r1 train: {' '.join(str(err).split())}") from None
     return script_args, config
 
 
@@ -169,6 +233,7 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
         raise ValueError("--dataset_path is required (a JSONL/Parquet file or a datasets directory)")
     if script_args.merge and not config.use_peft:
         raise ConfigError("--merge applies to LoRA runs (--use_peft true); a full fine-tune's final/ is a whole model")
+    check_launch(config)
     output_dir = Path(config.output_dir)
     checkpoint = resolve_checkpoint(output_dir, script_args.resume)
     model, processor = load_policy(script_args.model_name_or_path, trust_remote_code=config.trust_remote_code)

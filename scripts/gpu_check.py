@@ -1,0 +1,357 @@
+"""The first-GPU check: Observe-R1 at the published Qwen2.5-VL shapes, measured the way peers report.
+
+    python scripts/gpu_check.py --shape 3b --out $OUT/gpu-check                    # one GPU, bf16 (docs/gpu.md)
+    python scripts/gpu_check.py --shape 3b --device cpu --layers 1 --vision-layers 1 \
+        --max-pixels 200704 --new-tokens 16 --out /tmp/gpu-check                   # the same code on a CPU
+
+Everything comes from local files: the model is built here with random weights and the published architecture
+(``observe_r1.models.shaped_config``; ``--layers`` truncates it), the data is MATH-V's published rows with their
+images (``--data``; ``scripts/gpu_wheels.sh`` copies them into the ignored ``.gpu_data/``). Random weights never
+stop, so every completion runs to ``--new-tokens``: the lengths are the worst case.
+
+It runs, in order:
+
+1. **log-probs, bf16 vs fp32**: one batch (prompt + ``--new-tokens`` random completion tokens) through the fp32
+   model and through its bf16 copy; max and mean absolute difference of the per-token log-probs.
+2. **training**: ``--steps`` Observe-R1 steps (``ObserveR1Trainer``, HF generation) with the recipe's per-device
+   settings (3B and 7B: 64 completions per micro-step = 8 prompts × 8, 2 micro-steps per generation, β 0.01,
+   gradient checkpointing). When the micro-batch does not fit in memory it is halved (steps per generation
+   doubled: the same 128 completions per generation) until it fits, and the JSON says so. Seconds per phase:
+   generation, old/reference log-probs, loss + backward, optimizer; generated and trained tokens per second;
+   MFU = 6 × parameters × trained tokens / (loss + backward seconds × the GPU's dense bf16 peak).
+3. **ladder rating**: k = 8 sampled responses per item; **eval**: greedy, one response per item.
+
+Writes ``gpu_check.json`` (every field; ``mfu`` is null on a CPU, where memory is the process's peak RSS) and
+``gpu_check.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import resource
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+# Per-device settings of recipes/observe_r1_qwen2_5_vl_{3b,7b}.yaml: 64 completions per micro-step, 2 micro-steps
+# per generation (16 prompts × 8 per GPU; 128 × 8 over 8 GPUs). A "step" below is one generation and its updates.
+RECIPES = {
+    "3b": {"size": "qwen2.5-vl-3b", "micro_batch": 64, "steps_per_generation": 2},
+    "7b": {"size": "qwen2.5-vl-7b", "micro_batch": 64, "steps_per_generation": 2},
+}
+NUM_GENERATIONS = 8
+PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "H800": 989.4, "A100": 312.0, "A800": 312.0, "L40S": 362.1}
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    """Dense bf16 peak of the GPU, from its name (None on a CPU or an unknown GPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+class Phases:
+    """Seconds per named phase, synchronising the device at each boundary so GPU work is counted where it runs."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self.counts = device, Counter(), Counter()
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        self.sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.seconds[name] += time.perf_counter() - start
+
+    def wrap(self, obj, method: str, name: str, when=lambda: True) -> None:
+        """Time every call of ``obj.method`` under ``name`` (only while ``when()`` holds)."""
+        inner = getattr(obj, method)
+
+        def timed(*args, **kwargs):
+            if not when():
+                return inner(*args, **kwargs)
+            with self.phase(name):
+                return inner(*args, **kwargs)
+
+        setattr(obj, method, timed)
+
+
+class OptimizerTimer(TrainerCallback):
+    """Times the optimizer step (between the Trainer's pre- and post-optimizer-step events)."""
+
+    def __init__(self, phases: Phases):
+        self.phases, self.start = phases, None
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.phases.sync()
+        self.start = time.perf_counter()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.phases.sync()
+        self.phases.seconds["optimizer"] += time.perf_counter() - self.start
+
+
+def peak_memory(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"source": "cuda", "allocated_gb": torch.cuda.max_memory_allocated(device) / 2**30,
+                "reserved_gb": torch.cuda.max_memory_reserved(device) / 2**30}  # fmt: skip
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"source": "rss", "allocated_gb": rss, "reserved_gb": rss}
+
+
+def logprob_precision(model, processor, record, new_tokens: int, device) -> dict:
+    """Per-token log-probs of one (prompt + random completion) batch, fp32 model vs its bf16 copy."""
+    inputs = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": record["problem"]}]}],
+        add_generation_prompt=True,
+    )
+    batch = processor(text=[inputs], images=record["images"], return_tensors="pt")
+    first_plain = max(processor.tokenizer.all_special_ids) + 1  # no special or image token in the completion
+    rng = torch.Generator().manual_seed(0)
+    completion = torch.randint(first_plain, len(processor.tokenizer), (1, new_tokens), generator=rng)
+    batch["input_ids"] = torch.cat([batch["input_ids"], completion], dim=1)
+    batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+    if "mm_token_type_ids" in batch:  # completion tokens are text
+        batch["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(completion)], dim=1)
+    batch = batch.to(device)
+
+    def logps(dtype):
+        inputs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
+        with torch.no_grad():
+            logits = model(**inputs, logits_to_keep=new_tokens + 1).logits[:, :-1].float()
+        targets = batch["input_ids"][:, -new_tokens:]
+        return torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
+
+    fp32 = logps(torch.float32)
+    model.to(torch.bfloat16)
+    bf16 = logps(torch.bfloat16)
+    diff = (bf16 - fp32).abs()
+    return {"tokens": new_tokens, "max_abs_diff": diff.max().item(), "mean_abs_diff": diff.mean().item(),
+            "mean_logprob_fp32": fp32.mean().item()}  # fmt: skip
+
+
+def train_steps(args, model_dir: Path, processor, dataset, device, micro_batch: int) -> dict:
+    """``args.steps`` Observe-R1 training steps at ``micro_batch`` completions per micro-step; phases and tokens."""
+    from observe_r1.config import ObserveR1Config
+    from observe_r1.trainer import ObserveR1Trainer
+
+    spg = max(1, args.prompts_per_generation * NUM_GENERATIONS // micro_batch)  # micro-steps per generation
+    config = ObserveR1Config(
+        output_dir=str(Path(args.out) / "run"), use_cpu=device.type == "cpu", bf16=device.type == "cuda",
+        per_device_train_batch_size=micro_batch, num_generations=NUM_GENERATIONS, steps_per_generation=spg,
+        gradient_accumulation_steps=1, gradient_checkpointing=True, max_completion_length=args.new_tokens,
+        temperature=1.0, beta=0.01, epsilon=0.2, loss_type="dapo", learning_rate=1e-6, max_steps=args.steps * spg,
+        logging_steps=1, save_strategy="no", report_to=[], seed=0, bonus_min_length=args.new_tokens // 2,
+        model_init_kwargs={"dtype": "bfloat16" if device.type == "cuda" else "float32"},
+    )  # fmt: skip
+    trainer = ObserveR1Trainer(model=str(model_dir), args=config, train_dataset=dataset, processing_class=processor)
+    phases = Phases(device)
+    in_loss = [False]
+    tokens = Counter()
+    score = trainer._generate_and_score_completions
+
+    def counted(*a, **k):
+        out = score(*a, **k)
+        tokens["generated"] += int(out["completion_mask"].sum())
+        tokens["trained"] += int(out["prompt_mask"].sum() + out["completion_mask"].sum())
+        tokens["image_patches"] += int(out["pixel_values"].shape[0]) if "pixel_values" in out else 0
+        return out
+
+    trainer._generate_and_score_completions = counted
+    phases.wrap(trainer, "_generate", "generation")
+    phases.wrap(trainer, "_get_per_token_logps_and_entropies", "old_ref_logprobs", when=lambda: not in_loss[0])
+    phases.wrap(trainer, "_prepare_inputs", "prepare_inputs")
+    loss = trainer.compute_loss
+
+    def marked_loss(*a, **k):
+        in_loss[0] = True
+        try:
+            return loss(*a, **k)
+        finally:
+            in_loss[0] = False
+
+    trainer.compute_loss = marked_loss
+    phases.wrap(trainer, "training_step", "training_step")
+    trainer.add_callback(OptimizerTimer(phases))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with phases.phase("total"):
+        trainer.train()
+    s = phases.seconds
+    loss_backward = s["training_step"] - s["prepare_inputs"]
+    per_step = {"generation": s["generation"], "old_ref_logprobs": s["old_ref_logprobs"],
+                "scoring_and_other": s["prepare_inputs"] - s["generation"] - s["old_ref_logprobs"],
+                "loss_backward": loss_backward, "optimizer": s["optimizer"]}  # fmt: skip
+    steps = args.steps
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    flops = 6 * n_params * tokens["trained"]
+    peak = peak_tflops(device)
+    result = {
+        "micro_batch": micro_batch, "steps_per_generation": spg, "generation_steps": steps,
+        "optimizer_steps": steps * spg, "completions_per_generation": spg * micro_batch,
+        "s_per_step": s["total"] / steps, "phases_s_per_step": {k: v / steps for k, v in per_step.items()},
+        "generated_tokens": tokens["generated"], "trained_tokens": tokens["trained"],
+        "image_patches": tokens["image_patches"],
+        "generated_tokens_per_s_per_gpu": tokens["generated"] / max(s["generation"], 1e-9),
+        "trained_tokens_per_s_per_gpu": tokens["trained"] / max(loss_backward, 1e-9),
+        "tokens_per_s_per_gpu": (tokens["generated"] + tokens["trained"]) / s["total"],
+        "train_flops_per_step": flops / steps,
+        "mfu": flops / (loss_backward * peak * 1e12) if peak else None,
+        "peak_memory": peak_memory(device),
+        "params_trained": n_params,
+    }  # fmt: skip
+    del trainer
+    return result
+
+
+def generation_rate(model, processor, records, *, n: int, temperature: float, new_tokens: int, batch: int) -> dict:
+    """Items and tokens per second of the ladder's / eval's generation path on ``records``."""
+    from observe_r1.generation import HFGenerator
+
+    generator = HFGenerator(model, processor, batch_size=batch, max_new_tokens=new_tokens)
+    start = time.perf_counter()
+    responses = generator.generate(records, n=n, temperature=temperature)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    generated = sum(length for item in responses for _, length in item)
+    return {"items": len(records), "samples_per_item": n, "seconds": seconds, "items_per_s": len(records) / seconds,
+            "generated_tokens_per_s": generated / seconds, "mean_tokens": generated / (len(records) * n)}  # fmt: skip
+
+
+def fits(fn, device):
+    """``fn()``, or None when the device runs out of memory (memory freed for the next try)."""
+    try:
+        return fn()
+    except torch.OutOfMemoryError:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+
+
+def markdown(result: dict) -> str:
+    t = result["training"]
+    rows = [
+        ("model", f"{result['size']} ({result['parameters']:,} parameters; full depth {result['parameters_full']:,})"),
+        ("device", result["device"]),
+        ("micro-batch (recipe / used)", f"{result['recipe_micro_batch']} / {t['micro_batch']}"
+         + ("" if result["recipe_micro_batch_fits"] else f" (OOM at {result['oom_micro_batches']})")),
+        ("s/step", f"{t['s_per_step']:.2f}"),
+        *((f"  {k} (s/step)", f"{v:.2f}") for k, v in t["phases_s_per_step"].items()),
+        ("generated tokens/s/GPU", f"{t['generated_tokens_per_s_per_gpu']:,.0f}"),
+        ("trained tokens/s/GPU", f"{t['trained_tokens_per_s_per_gpu']:,.0f}"),
+        ("MFU (loss + backward)", "n/a (CPU)" if t["mfu"] is None else f"{100 * t['mfu']:.1f} %"),
+        (f"peak memory ({t['peak_memory']['source']}), allocated / reserved",
+         f"{t['peak_memory']['allocated_gb']:.1f} / {t['peak_memory']['reserved_gb']:.1f} GiB"),
+        ("log-probs bf16 vs fp32, max / mean abs diff",
+         f"{result['logprobs']['max_abs_diff']:.4f} / {result['logprobs']['mean_abs_diff']:.4f}"),
+        ("ladder rating (k=8)", f"{result['rating']['items_per_s']:.2f} items/s, "
+         f"{result['rating']['generated_tokens_per_s']:,.0f} tokens/s"),
+        ("eval (greedy)", f"{result['eval']['items_per_s']:.2f} items/s, "
+         f"{result['eval']['generated_tokens_per_s']:,.0f} tokens/s"),
+        ("wall time", f"{result['wall_s']:.0f} s"),
+    ]  # fmt: skip
+    lines = ["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    settings = f"max_pixels {result['max_pixels']:,}, {result['new_tokens']} new tokens (random weights: worst case)"
+    return f"# GPU check: {result['size']}\n\n{settings}\n\n" + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=sorted(RECIPES), default="3b")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--layers", type=int, default=None, help="Truncate the language model (default: full).")
+    parser.add_argument("--vision-layers", type=int, default=None, help="Truncate the vision tower (default: full).")
+    parser.add_argument("--max-pixels", type=int, default=2_560_000, help="The recipe's image budget.")
+    parser.add_argument("--new-tokens", type=int, default=256, help="Generated tokens per completion (all of them).")
+    parser.add_argument("--steps", type=int, default=None, help="Optimizer steps measured (default: 2; CPU 1).")
+    parser.add_argument(
+        "--micro-batch", type=int, default=None, help="Completions per micro-step (default: the recipe's; CPU 8)."
+    )
+    parser.add_argument("--data", default=".gpu_data/mathvision/data/test.jsonl", help="MATH-V rows with images.")
+    parser.add_argument(
+        "--prompts-per-generation", type=int, default=None, help="Prompts per GPU per generation (default: 16; CPU 1)."
+    )
+    parser.add_argument("--rating-items", type=int, default=None, help="Items rated, k=8 (default: 16; CPU 1).")
+    parser.add_argument("--eval-items", type=int, default=None, help="Items evaluated (default: 32; CPU 2).")
+    args = parser.parse_args(argv)
+    on_cpu = args.device == "cpu"  # the same code, sized to prove itself in a test on 2 cores
+    args.steps = args.steps or (1 if on_cpu else 2)
+    args.micro_batch = args.micro_batch or (8 if on_cpu else None)
+    args.rating_items = args.rating_items or (1 if on_cpu else 16)
+    args.prompts_per_generation = args.prompts_per_generation or (1 if on_cpu else 16)
+    args.eval_items = args.eval_items or (2 if on_cpu else 32)
+    from observe_r1.data import load_grpo_dataset, load_items, with_images
+    from observe_r1.models import SHAPES, build_policy, count_parameters, num_parameters, shaped_config
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device; pass --device cpu to run the same check on the CPU")
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = RECIPES[args.shape]["size"]
+    model, processor = build_policy(size, layers=args.layers, vision_layers=args.vision_layers, device=device)
+    processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": args.max_pixels}
+    records = [with_images(item) for item in load_items(args.data)[0][: max(args.rating_items, args.eval_items)]]
+    result = {"size": size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "layers": args.layers or SHAPES[size].text_layers,
+              "vision_layers": args.vision_layers or SHAPES[size].vision_layers,
+              "parameters": num_parameters(model), "parameters_full": count_parameters(shaped_config(size)),
+              "max_pixels": args.max_pixels, "new_tokens": args.new_tokens, "dtype": "bfloat16",
+              "torch": torch.__version__}  # fmt: skip
+    result["logprobs"] = logprob_precision(model, processor, records[0], args.new_tokens, device)
+    model_dir = out / "model"  # TRL builds its reference model from the policy's folder
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    del model
+    gc.collect()
+    dataset, _ = load_grpo_dataset(args.data)
+    recipe_mb = RECIPES[args.shape]["micro_batch"]
+    tries = [args.micro_batch] if args.micro_batch else [recipe_mb, 32, 16, 8]
+    training, failed = None, []
+    for micro_batch in tries:
+        training = fits(lambda mb=micro_batch: train_steps(args, model_dir, processor, dataset, device, mb), device)
+        if training is not None:
+            break
+        failed.append(micro_batch)
+    if training is None:
+        raise SystemExit(f"gpu_check: no micro-batch fits ({failed})")
+    result.update(training=training, recipe_micro_batch=recipe_mb, oom_micro_batches=failed,
+                  recipe_micro_batch_fits=training["micro_batch"] == recipe_mb)  # fmt: skip
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    from observe_r1.models import load_policy
+
+    policy, _ = load_policy(model_dir, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32, device=device)
+    batch = 128 if device.type == "cuda" else 8
+    result["rating"] = generation_rate(policy, processor, records[: args.rating_items], n=8, temperature=1.0,
+                                       new_tokens=args.new_tokens, batch=batch)  # fmt: skip
+    result["eval"] = generation_rate(policy, processor, records[: args.eval_items], n=1, temperature=0.0,
+                                     new_tokens=args.new_tokens, batch=batch)  # fmt: skip
+    result["wall_s"] = time.perf_counter() - started
+    (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
+    (out / "gpu_check.md").write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The path to real model shapes and GPUs, proven on the CPU: shape-true configs, clear failures, the GPU check."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from observe_r1.cli import app
+from observe_r1.config import ConfigError, ObserveR1Config
+from observe_r1.models import SHAPES, count_parameters, shaped_config
+from observe_r1.train import accepted_flags, check_launch, parse_train_args, train_help
+from tests.helpers import benchmark_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shape_true_configs_have_the_published_numbers():
+    assert count_parameters(shaped_config("qwen2.5-vl-3b")) == 3_754_622_976  # Qwen2.5-VL-3B-Instruct
+    assert count_parameters(shaped_config("qwen2.5-vl-7b")) == 8_292_166_656  # Qwen2.5-VL-7B-Instruct
+    c3 = shaped_config("qwen2.5-vl-3b")
+    text, vision = c3.text_config, c3.vision_config
+    assert (text.hidden_size, text.intermediate_size, text.num_hidden_layers) == (2048, 11008, 36)
+    assert (text.num_attention_heads, text.num_key_value_heads, text.vocab_size) == (16, 2, 151_936)
+    assert c3.tie_word_embeddings and not shaped_config("qwen2.5-vl-7b").tie_word_embeddings
+    assert (vision.depth, vision.hidden_size, vision.window_size) == (32, 1280, 112)
+    assert list(vision.fullatt_block_indexes) == [7, 15, 23, 31] and vision.out_hidden_size == 2048
+    short = shaped_config("qwen2.5-vl-3b", layers=2, vision_layers=9)  # truncation keeps the layout inside it
+    assert short.text_config.num_hidden_layers == 2 and list(short.vision_config.fullatt_block_indexes) == [7]
+    assert list(shaped_config("qwen2.5-vl-3b", vision_layers=1).vision_config.fullatt_block_indexes) == [0]
+    with pytest.raises(ValueError, match="layers must be in 1..36"):
+        shaped_config("qwen2.5-vl-3b", layers=40)
+    assert set(SHAPES) == {"qwen2.5-vl-3b", "qwen2.5-vl-7b"}
+
+
+def test_unknown_flag_names_the_closest_ones():
+    with pytest.raises(ConfigError, match=r"unknown flag --max-stepz; did you mean --max-steps"):
+        parse_train_args(["--max-stepz", "3"])
+    assert {"--dynamic-sampling", "--curriculum", "--image-root", "--strict", "--max_steps"} <= accepted_flags()
+
+
+def test_train_help_lists_every_field_ours_first():
+    text = train_help()
+    for flag in ("--image-root", "--dynamic-sampling", "--curriculum", "--bonus-min-length", "--beta", "--max-steps"):
+        assert f"  {flag} (default:" in text, flag
+    titles = ("observe-r1", "TRL GRPOConfig", "transformers TrainingArguments")
+    ours, trl, hf = (text.index(f"{t} fields:") for t in titles)
+    assert ours < text.index("--dynamic-sampling") < trl < text.index("--num-generations") < hf
+    assert hf < text.index("--learning-rate")
+    result = CliRunner().invoke(app, ["train", "-h"])
+    assert result.exit_code == 0 and "--dynamic-sampling" in result.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_vllm_without_vllm_is_one_line_naming_the_extra():
+    with pytest.raises(ConfigError, match=r"use_vllm needs vLLM.*pip install 'observe-r1\[vllm\]'"):
+        parse_train_args(["--config", str(ROOT / "recipes" / "observe_r1_qwen2_5_vl_3b.yaml")])
+    from observe_r1.generation import make_generator
+
+    with pytest.raises(ConfigError, match=r"--backend vllm needs vLLM"):
+        make_generator("Qwen/Qwen2.5-VL-3B-Instruct", backend="vllm")
+
+
+def test_a_multi_process_launch_that_is_not_distributed_is_refused(tmp_path):
+    config = ObserveR1Config(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[])
+    check_launch(config, environ={})  # a single process: fine
+    with pytest.raises(ConfigError, match=r"launched as 2 processes \(WORLD_SIZE\) but the trainer sees 1"):
+        check_launch(config, environ={"WORLD_SIZE": "2"})
+
+
+def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
+    """scripts/gpu_check.py at the 3B shape, truncated to one layer each, on MATH-V rows: every figure is written."""
+    data = benchmark_file("mathvision/data/test.jsonl")
+    out = tmp_path / "check"
+    command = [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--shape", "3b", "--device", "cpu",
+               "--layers", "1", "--vision-layers", "1", "--max-pixels", "200704", "--new-tokens", "16",
+               "--data", str(data), "--out", str(out)]  # fmt: skip
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True, timeout=600)
+    result = json.loads((out / "gpu_check.json").read_text())
+    training = result["training"]
+    assert result["parameters_full"] == 3_754_622_976 and result["layers"] == 1 and result["vision_layers"] == 1
+    assert training["generated_tokens"] == 8 * 16  # random weights never stop: every completion is full length
+    assert training["trained_tokens"] > training["generated_tokens"]
+    assert set(training["phases_s_per_step"]) == {"generation", "old_ref_logprobs", "scoring_and_other",
+                                                  "loss_backward", "optimizer"}  # fmt: skip
+    assert all(v > 0 for k, v in training["phases_s_per_step"].items() if k != "scoring_and_other")
+    assert training["mfu"] is None and training["peak_memory"]["source"] == "rss"
+    for key in ("s_per_step", "generated_tokens_per_s_per_gpu", "trained_tokens_per_s_per_gpu"):
+        assert training[key] > 0
+    assert 0 < result["logprobs"]["max_abs_diff"] < 1 and result["logprobs"]["mean_abs_diff"] > 0
+    assert result["rating"]["items_per_s"] > 0 and result["eval"]["items_per_s"] > 0
+    assert "| s/step |" in (out / "gpu_check.md").read_text()
