@@ -143,3 +143,24 @@ class ScriptedGroups:
 def length_parity_tail(text: str) -> float:
     """A completion-dependent score below the 0.5 'correct' threshold."""
     return 0.25 * (len(text) % 2)
+
+
+def run_until_killed(cmd: list[str], out: Path, *, checkpoint: str, consumed_lines: int, env: dict,
+                     timeout: float = 240) -> int:  # fmt: skip
+    """Start ``cmd`` (an ``observe-r1 train`` writing to ``out``) and kill -9 its process group once ``out`` holds
+    ``checkpoint`` and ``consumed.jsonl`` has ``consumed_lines`` lines; returns the exit code (-SIGKILL if killed)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        log = out / "consumed.jsonl"
+        if (out / checkpoint).is_dir() and log.exists() and len(log.read_text().splitlines()) >= consumed_lines:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    return proc.wait()
