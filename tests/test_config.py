@@ -61,7 +61,7 @@ RECIPES = {  # what each recipe must set (after its `extends:` chain), beyond pa
     "observe_r1_qwen2_5_vl_3b_1gpu": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 64,
                                       "generation_batch_size": 1024, "use_peft": False, "learning_rate": 1e-6,
                                       "gradient_checkpointing": True, "vllm_mode": "colocate"},
-    "observe_r1_qwen2_5_vl_7b_lora_1gpu": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 64,
+    "observe_r1_qwen2_5_vl_7b_lora_1gpu": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 128,
                                            "generation_batch_size": 1024, "use_peft": True, "lora_r": 64,
                                            "lora_target_modules": None, "gradient_checkpointing": True,
                                            "output_dir": "runs/observe-r1-7b-lora-1gpu"},
