@@ -26,19 +26,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from observe_r1.data import load_items, read_rows
+from observe_r1.official import edit_distance
 from observe_r1.rewards import score_completions
 
 LETTERS = "ABCDEFGHIJ"
-
-
-def edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def mathvista_verdict(extraction: str, row: dict) -> bool:

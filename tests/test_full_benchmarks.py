@@ -74,7 +74,7 @@ def test_logicvista_row_382_has_an_empty_answer_counted_not_fatal(gold_runs, tmp
     assert results["unscoreable_ids"] == ["v1_382"]
     # LogicVista's script: the empty gold is right for an empty answer (given here); bare "F" and "G" read as nothing
     verdicts = {r["id"]: r["official"] for r in rows}
-    assert verdicts["v1_382"] and [r["gold"] for r in rows if not r["official"]] == ["F", "G"]
+    assert verdicts["v1_382"] and sorted(r["gold"] for r in rows if not r["official"]) == ["F", "G"]
     assert results["official"]["sample_0"]["accuracy"] == pytest.approx(446 / 448)
     with pytest.raises(DataError, match=r"dataset.json: row 382 \(id 'v1_382'\): field 'answer': empty answer"):
         score_responses(_full("logicvista"), tmp_path / "none.jsonl", tmp_path / "strict", strict=True)

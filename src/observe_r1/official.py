@@ -124,18 +124,23 @@ def mathvista_correct(extracted: str | None, item: dict) -> bool:
 
 # ---- MATH-V: its answer reading (a rule-based re-extraction), then its comparison
 def _latex_value(text: str) -> float | None:
-    """The numeric value of a LaTeX expression (latex2sympy, then evaluated), None when it has none. MATH-V's
-    parser (the original latex2sympy2) reads neither ``\\boxed`` nor ``^{\\circ}``: text with them has no value
-    (the golds written so match only as text, as in MATH-V's own scoring)."""
-    if "\\boxed" in text or "\\circ" in text:
+    """The numeric value of a LaTeX expression as MATH-V computes it: parsed by latex2sympy, printed, and the
+    printed expression evaluated with Python's ``math`` names (so ``csc``, ``E`` or a free symbol give no value);
+    None when there is none. MATH-V's parser (the original latex2sympy2) reads neither ``\\boxed``,
+    ``^{\\circ}`` nor an escaped ``\\$``: text with them has no value (such golds match only as text)."""
+    if any(token in text for token in ("\\boxed", "\\circ", "\\$")):
         return None
     try:
         from latex2sympy2_extended import latex2sympy
 
-        value = complex(latex2sympy(text).evalf())
+        value = eval(str(latex2sympy(text)), {"__builtins__": {}}, _MATH_NAMES)  # noqa: S307 - a printed expression
+        value = float(value)
     except Exception:  # noqa: BLE001 - the parser raises many unrelated types on text that is not maths
         return None
-    return value.real if abs(value.imag) < 1e-12 and math.isfinite(value.real) else None
+    return value if math.isfinite(value) else None
+
+
+_MATH_NAMES = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
 
 
 def _braced_single_chars(text: str, command: str) -> str:
@@ -346,11 +351,16 @@ def _rate(values: list[bool]) -> float:
 
 
 def _by(items: list[dict], verdicts: dict[str, bool], field: str) -> dict[str, float]:
-    """Accuracy per value of ``meta[field]`` (an item with a list of values counts under each)."""
+    """Accuracy per value of ``meta[field]`` (an item with a list of values counts under each). For LogicVista's
+    capability, a combined value counts under each of its parts ("diagram and ocr" under diagram and under ocr),
+    as its script matches capability names inside the row's value."""
     groups = defaultdict(list)
     for item in items:
         value = (item.get("meta") or {}).get(field)
-        for v in value if isinstance(value, list | tuple) else [value]:
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        if field == "broad_capability":
+            values = [part for v in values for part in str(v).split(" and ")]
+        for v in values:
             if v is not None and v != "":
                 groups[str(v)].append(verdicts[item["id"]])
     return {k: _rate(v) for k, v in sorted(groups.items())}
