@@ -19,7 +19,7 @@ It runs, in order:
    doubled: the same 128 completions per generation) until it fits, and the JSON says so. Seconds per phase:
    generation, old/reference log-probs, loss + backward, optimizer; generated and trained tokens per second;
    MFU = 6 × parameters × trained tokens / (loss + backward seconds × the GPU's dense bf16 peak).
-3. **ladder rating**: k = 8 sampled responses per item; **eval**: greedy, one response per item.
+3. **ladder rating**: k = 8 sampled responses per item (the CPU default: 4); **eval**: greedy, one response per item.
 
 Writes ``gpu_check.json`` (every field; ``mfu`` is null on a CPU, where memory is the process's peak RSS) and
 ``gpu_check.md`` into ``--out``.
@@ -45,7 +45,6 @@ RECIPES = {
     "3b": {"size": "qwen2.5-vl-3b", "micro_batch": 64, "steps_per_generation": 2},
     "7b": {"size": "qwen2.5-vl-7b", "micro_batch": 64, "steps_per_generation": 2},
 }
-NUM_GENERATIONS = 8
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "H800": 989.4, "A100": 312.0, "A800": 312.0, "L40S": 362.1}
 
 
@@ -149,10 +148,10 @@ def train_steps(args, model_dir: Path, processor, dataset, device, micro_batch: 
     from observe_r1.config import ObserveR1Config
     from observe_r1.trainer import ObserveR1Trainer
 
-    spg = max(1, args.prompts_per_generation * NUM_GENERATIONS // micro_batch)  # micro-steps per generation
+    spg = max(1, args.prompts_per_generation * args.num_generations // micro_batch)  # micro-steps per generation
     config = ObserveR1Config(
         output_dir=str(Path(args.out) / "run"), use_cpu=device.type == "cpu", bf16=device.type == "cuda",
-        per_device_train_batch_size=micro_batch, num_generations=NUM_GENERATIONS, steps_per_generation=spg,
+        per_device_train_batch_size=micro_batch, num_generations=args.num_generations, steps_per_generation=spg,
         gradient_accumulation_steps=1, gradient_checkpointing=True, max_completion_length=args.new_tokens,
         temperature=1.0, beta=0.01, epsilon=0.2, loss_type="dapo", learning_rate=1e-6, max_steps=args.steps * spg,
         logging_steps=1, save_strategy="no", report_to=[], seed=0, bonus_min_length=args.new_tokens // 2,
@@ -260,8 +259,8 @@ def markdown(result: dict) -> str:
          f"{t['peak_memory']['allocated_gb']:.1f} / {t['peak_memory']['reserved_gb']:.1f} GiB"),
         ("log-probs bf16 vs fp32, max / mean abs diff",
          f"{result['logprobs']['max_abs_diff']:.4f} / {result['logprobs']['mean_abs_diff']:.4f}"),
-        ("ladder rating (k=8)", f"{result['rating']['items_per_s']:.2f} items/s, "
-         f"{result['rating']['generated_tokens_per_s']:,.0f} tokens/s"),
+        (f"ladder rating (k={result['rating']['samples_per_item']})",
+         f"{result['rating']['items_per_s']:.2f} items/s, {result['rating']['generated_tokens_per_s']:,.0f} tokens/s"),
         ("eval (greedy)", f"{result['eval']['items_per_s']:.2f} items/s, "
          f"{result['eval']['generated_tokens_per_s']:,.0f} tokens/s"),
         ("wall time", f"{result['wall_s']:.0f} s"),
@@ -282,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=256, help="Generated tokens per completion (all of them).")
     parser.add_argument("--steps", type=int, default=None, help="Optimizer steps measured (default: 2; CPU 1).")
     parser.add_argument(
-        "--micro-batch", type=int, default=None, help="Completions per micro-step (default: the recipe's; CPU 8)."
+        "--micro-batch", type=int, default=None, help="Completions per micro-step (default: the recipe's; CPU 4)."
     )
     parser.add_argument("--data", default=".gpu_data/mathvision/data/test.jsonl", help="MATH-V rows with images.")
     parser.add_argument(
@@ -290,10 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--rating-items", type=int, default=None, help="Items rated, k=8 (default: 16; CPU 1).")
     parser.add_argument("--eval-items", type=int, default=None, help="Items evaluated (default: 32; CPU 2).")
+    parser.add_argument("--num-generations", type=int, default=None, help="Completions per prompt (8; CPU 4).")
     args = parser.parse_args(argv)
     on_cpu = args.device == "cpu"  # the same code, sized to prove itself in a test on 2 cores
+    args.num_generations = args.num_generations or (4 if on_cpu else 8)
     args.steps = args.steps or (1 if on_cpu else 2)
-    args.micro_batch = args.micro_batch or (8 if on_cpu else None)
+    args.micro_batch = args.micro_batch or (4 if on_cpu else None)
     args.rating_items = args.rating_items or (1 if on_cpu else 16)
     args.prompts_per_generation = args.prompts_per_generation or (1 if on_cpu else 16)
     args.eval_items = args.eval_items or (2 if on_cpu else 32)
@@ -342,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     policy, _ = load_policy(model_dir, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32, device=device)
     batch = 128 if device.type == "cuda" else 8
-    result["rating"] = generation_rate(policy, processor, records[: args.rating_items], n=8, temperature=1.0,
+    result["rating"] = generation_rate(policy, processor, records[: args.rating_items], n=args.num_generations,
+                                       temperature=1.0,
                                        new_tokens=args.new_tokens, batch=batch)  # fmt: skip
     result["eval"] = generation_rate(policy, processor, records[: args.eval_items], n=1, temperature=0.0,
                                      new_tokens=args.new_tokens, batch=batch)  # fmt: skip

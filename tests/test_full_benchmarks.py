@@ -221,3 +221,16 @@ def test_error_messages_only_suggest_flags_the_command_has(tmp_path, tiny_model_
         assert suggested, f"{command}: expected an error that suggests a flag, got {message[:300]!r}"
         available = train_fields if command == ["train"] else _flags_in(_help(*command))
         assert suggested <= available, f"{command} suggests {suggested - available}: {message[:300]}"
+
+
+def test_mmmu_and_mathverse_breakdowns():
+    from observe_r1.official import figures
+
+    items = [{"id": i, "meta": {}} for i in ("validation_Art_Theory_1", "validation_Math_2", "dev_Math_3")]
+    f = figures("mmmu", items, {"validation_Art_Theory_1": True, "validation_Math_2": False, "dev_Math_3": True})
+    assert f["per_subject"] == {"Art_Theory": 1.0, "Math": 0.5} and f["accuracy"] == pytest.approx(2 / 3)
+    assert f["per_discipline"] == {"Art and Design": 1.0, "Science": 0.5}
+    versions = ["Text Dominant", "Vision Only", "Vision Only"]
+    items = [{"id": str(i), "meta": {"problem_version": v}} for i, v in enumerate(versions)]
+    f = figures("mathverse", items, {"0": True, "1": True, "2": False})
+    assert f["per_problem_version"] == {"Text Dominant": 1.0, "Vision Only": 0.5}
