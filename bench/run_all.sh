@@ -10,6 +10,7 @@ $PY bench/trainer_overhead.py
 $PY bench/demo_seeds.py --seeds 0 1 2 3 4
 $PY bench/dynamic_sampling.py --seeds 0 1 2
 $PY bench/ablation.py --seeds 0 1 2 3 4
+$PY bench/lora_memory.py
 # Real benchmark files (clone the authors' repositories; skipped when the paths are not set):
 #   MATHV=/path/to/MATH-V MATHVISTA=/path/to/MathVista bash bench/run_all.sh
 if [ -n "${MATHV:-}" ]; then $PY bench/memory.py --benchmark "$MATHV/data/test.jsonl"; fi
