@@ -113,14 +113,13 @@ def make_generator(
     base model (``observe_r1.models.load_policy``)."""
     if backend == "vllm":
         from observe_r1.config import ConfigError
+        from observe_r1.lora import is_adapter_dir
         from observe_r1.train import check_vllm
 
-        check_vllm(True, "--backend vllm")
-        from observe_r1.lora import is_adapter_dir
-
-        if is_adapter_dir(model_id_or_path):
+        if is_adapter_dir(model_id_or_path):  # wrong with or without vLLM installed
             raise ConfigError(f"{model_id_or_path} is a LoRA adapter: merge it for vLLM first "
                              f"(observe-r1 merge {model_id_or_path} --out MERGED), or use --backend hf")  # fmt: skip
+        check_vllm(True, "--backend vllm")
         return VLLMGenerator(str(model_id_or_path), max_new_tokens=max_new_tokens)
     if backend != "hf":
         raise ValueError(f"backend must be 'hf' or 'vllm'; got {backend!r}")
