@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: setup
 test: setup
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/python -m pytest tests --doctest-modules src/observe_r1
+
+# Everything but the tests marked slow (multi-process, kill -9, end-to-end): under a minute.
+test-fast: setup
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/python -m pytest tests --doctest-modules src/observe_r1 -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

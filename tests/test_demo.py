@@ -9,6 +9,7 @@ from observe_r1.cli import app
 from observe_r1.jsonl import read_jsonl
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_quick_demo_writes_a_well_formed_summary_and_report(tmp_path):
     out = tmp_path / "demo"

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.slow
 def test_groups_split_across_two_processes_get_whole_group_advantages(tiny_model_dir, tmp_path):
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29531",
            str(ROOT / "tests/dist/group_split.py"), str(tiny_model_dir), str(tmp_path / "out.json")]  # fmt: skip
@@ -44,6 +45,7 @@ def _consumed(out):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("extra", [[], ["--dynamic-sampling", "true", "--max-generation-rounds", "2"]],
                          ids=["plain", "dynamic_sampling"])  # fmt: skip
+@pytest.mark.slow
 def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path, extra):
     data = write_dataset(generate_items(48, seed=5), tmp_path / "data")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
@@ -80,6 +82,7 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
     assert (crashed / "plots" / "rewards.png").is_file()
 
 
+@pytest.mark.slow
 def test_dynamic_sampling_with_groups_split_across_two_processes(tiny_model_dir, tmp_path):
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533",
            str(ROOT / "tests/dist/dynamic_sampling.py"), str(tiny_model_dir), str(tmp_path)]  # fmt: skip

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import split_pixel_values_by_grid
@@ -78,6 +79,7 @@ def test_plain_trl_misaligns_the_same_batches(tiny_model_dir, tmp_path):
     assert sum(check.misaligned) > 0
 
 
+@pytest.mark.slow
 def test_two_processes_real_images_aligned_on_every_forward(tiny_model_dir, tmp_path):
     benchmark_file("mathvision/data/test.jsonl")
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533",

@@ -111,6 +111,7 @@ def test_rating_resumes_without_rerating(tmp_path):
     assert first == 3 and again.calls == 0  # 70 items in chunks of 32; nothing re-rated
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_real_tiny_build_killed_and_resumed_equals_uninterrupted(tiny_model_dir, tmp_path):
     data = write_dataset(generate_items(160, seed=3), tmp_path / "data")

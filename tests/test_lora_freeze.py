@@ -134,6 +134,7 @@ def test_lora_resume_restores_the_adapters_bit_for_bit(tiny_model_dir, tmp_path)
     assert _consumed(tmp_path / "resumed") == _consumed(tmp_path / "straight")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_lora_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path):
     data = write_dataset(generate_items(48, seed=5), tmp_path / "data")
@@ -182,6 +183,7 @@ def test_eval_on_the_adapter_folder_equals_eval_on_the_merged_model(tiny_model_d
         make_generator(str(final), backend="vllm")
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_same_adapters_and_freeze_the_same_tower(tiny_model_dir, tmp_path):
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29537",
            str(ROOT / "tests/dist/lora_freeze.py"), str(tiny_model_dir), str(tmp_path)]  # fmt: skip

@@ -71,6 +71,7 @@ def test_a_multi_process_launch_that_is_not_distributed_is_refused(tmp_path):
         check_launch(config, environ={"WORLD_SIZE": "2"})
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
     """scripts/gpu_check.py at the 3B shape, truncated to one layer each, on MATH-V rows: every figure is written."""
     data = benchmark_file("mathvision/data/test.jsonl")
