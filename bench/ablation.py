@@ -18,6 +18,7 @@ import statistics
 from pathlib import Path
 
 from observe_r1.demo import DemoScale, rl_curve
+from observe_r1.plots import pyplot
 
 VARIANTS = {
     "observe_r1": {},
@@ -62,10 +63,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def report(results: dict, seeds: list[int], out: Path) -> str:
     """Markdown tables and OUT/ablation.png from ``results[variant][seed]``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     header = "| variant | seeds | " + " | ".join(f"{f:.0%} of steps" for f in FRACTIONS) + " | AUC |"
     lines = [header, "|---" * (len(FRACTIONS) + 3) + "|"]

@@ -34,7 +34,7 @@ from observe_r1.generation import HFGenerator
 from observe_r1.jsonl import read_jsonl
 from observe_r1.ladder.build import build, plot_stats, write_mix
 from observe_r1.models import build_tiny_model, load_policy
-from observe_r1.plots import plot_metrics
+from observe_r1.plots import plot_metrics, pyplot
 from observe_r1.synth import generate_items, write_dataset
 from observe_r1.train import build_trainer, save_final
 from observe_r1.trainer import ObserveR1Trainer
@@ -252,10 +252,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0) -> dict:
 
 def plot_learning_curve(points: list[dict], baseline: float, path: Path) -> Path:
     """Held-out greedy accuracy against RL steps, with the majority-answer baseline as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([p["step"] for p in points], [p["accuracy"] for p in points], marker="o", label="Observe-R1 (greedy)")

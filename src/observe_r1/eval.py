@@ -30,6 +30,7 @@ from tqdm import tqdm
 from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
 from observe_r1.official import headline, official_correct, official_results
+from observe_r1.plots import pyplot
 from observe_r1.prompts import PLAIN_PROMPT, SYSTEM_PROMPT
 from observe_r1.rewards import extract_answer, format_reward, score_completions
 
@@ -275,10 +276,7 @@ def run_labels(run_dirs: list[str | Path]) -> list[str]:
 def compare(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
     """Side-by-side table (``compare.md``) and bar chart (``compare.png``) of several eval directories, labelled
     ``labels`` (default: :func:`run_labels`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,19 @@ PANELS = {
 }
 
 
-def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
-    """One PNG per panel in ``out_dir`` (metrics absent from the log are left out); returns the files written."""
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend (no display needed): the one place every plot starts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """One PNG per panel in ``out_dir`` (metrics absent from the log are left out); returns the files written."""
+    plt = pyplot()
     rows = read_jsonl(metrics_path, missing_ok=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

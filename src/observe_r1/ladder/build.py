@@ -16,8 +16,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from observe_r1.jsonl import read_jsonl, write_jsonl
-from observe_r1.ladder.order import mix, prune, review_candidates, sort_items
+from observe_r1.ladder.order import level, mix, prune, review_candidates, sort_items
 from observe_r1.ladder.stages import easy_filter, ingest, rate, stable_hash, verifiable_filter
+from observe_r1.plots import pyplot
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
@@ -89,10 +90,10 @@ def level_table(items: list[dict], k: int) -> list[dict]:
     """Items, mean complexity and share per difficulty level ``c/k``, easy to hard."""
     rows = []
     for c in range(k + 1):
-        level = Fraction(c, k)
-        members = [it for it in items if Fraction(it["difficulty"]).limit_denominator(64) == level]
+        wanted = Fraction(c, k)
+        members = [it for it in items if level(it["difficulty"]) == wanted]
         mean = sum(it["complexity"] for it in members) / len(members) if members else 0.0
-        rows.append({"difficulty": float(level), "count": len(members), "mean_complexity": round(mean, 2)})
+        rows.append({"difficulty": float(wanted), "count": len(members), "mean_complexity": round(mean, 2)})
     return rows
 
 
@@ -155,16 +156,13 @@ def write_mix(
 
 def plot_stats(ladder_dir: str | Path) -> Path:
     """Histogram of items per difficulty level with mean complexity, like the paper's figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ladder_dir = Path(ladder_dir)
     levels = json.loads((ladder_dir / "stats.json").read_text())["levels"]
     total = sum(row["count"] for row in levels) or 1
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    labels = [str(Fraction(row["difficulty"]).limit_denominator(64)) for row in levels]
+    labels = [str(level(row["difficulty"])) for row in levels]
     ax.bar(labels, [100 * row["count"] / total for row in levels], color="#4c72b0")
     ax.set_xlabel("difficulty d = 1 − c/k")
     ax.set_ylabel("% of items")
@@ -188,6 +186,6 @@ def format_stats(ladder_dir: str | Path) -> str:
         lines.append(f"{st['stage']:<38} {st['in']:>5} {st['out']:>7}  {drops}")
     lines += ["", "difficulty  count  mean complexity"]
     for row in stats["levels"]:
-        d = str(Fraction(row["difficulty"]).limit_denominator(64))
+        d = str(level(row["difficulty"]))
         lines.append(f"{d:>10} {row['count']:>6} {row['mean_complexity']:>16}")
     return "\n".join(lines)

@@ -7,6 +7,15 @@ from collections import defaultdict
 from fractions import Fraction
 
 
+def level(difficulty: float) -> Fraction:
+    """The ladder level of a difficulty: the fraction ``c/k`` it stands for (``0.375`` -> ``3/8``).
+
+    >>> level(0.375), level(1 / 3)
+    (Fraction(3, 8), Fraction(1, 3))
+    """
+    return Fraction(difficulty).limit_denominator(64)
+
+
 def sort_items(items: list[dict]) -> list[dict]:
     """Easy → hard: difficulty ascending, then complexity ascending, then id (a stable tie-break)."""
     return sorted(items, key=lambda it: (it["difficulty"], it["complexity"], it["id"]))
@@ -91,19 +100,19 @@ def mix(items: list[dict], *, size: int | None = None, seed: int = 0, own_weight
         raise ValueError(f"--size {size} is larger than the {len(items)} rated items; items are used at most once")
     pools = defaultdict(list)
     for it in items:
-        pools[Fraction(it["difficulty"]).limit_denominator(64)].append(it)
+        pools[level(it["difficulty"])].append(it)
     levels = sorted(pools)
     table = mixing_weights(levels, own_weight)
     cursor = dict.fromkeys(levels, 0)
     rng = random.Random(seed)
     quotas = _stretch_sizes([len(pools[lv]) for lv in levels], size)
     out = []
-    for level, quota in zip(levels, quotas, strict=True):
-        choices, weights = zip(*table[level].items(), strict=True)
+    for stretch, quota in zip(levels, quotas, strict=True):
+        choices, weights = zip(*table[stretch].items(), strict=True)
         for _ in range(quota):
             drawn = rng.choices(choices, weights)[0]
             source = min((lv for lv in levels if cursor[lv] < len(pools[lv])), key=lambda lv: abs(lv - drawn))
-            out.append({**pools[source][cursor[source]], "stretch_level": float(level)})
+            out.append({**pools[source][cursor[source]], "stretch_level": float(stretch)})
             cursor[source] += 1
     return out
 
