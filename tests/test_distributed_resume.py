@@ -22,7 +22,11 @@ def test_groups_split_across_two_processes_get_whole_group_advantages(tiny_model
            str(ROOT / "tests/dist/group_split.py"), str(tiny_model_dir), str(tmp_path / "out.json")]  # fmt: skip
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = [r["checks"] for r in results]
+    # reward statistics are summed over processes: rank 0 counts 1 timeout per step, rank 1 counts 2
+    assert [r["timeouts_local"] for r in results] == [3, 6]
+    assert results[0]["timeouts_logged"] == results[1]["timeouts_logged"] == [3.0, 6.0, 9.0]
     for step0, step1 in zip(*ranks, strict=True):
         assert step0["world"] == 2 and step0["local"] == 6
         # the middle group of each step (4 completions) is split 2/2 across the processes

@@ -32,6 +32,8 @@ from observe_r1.mathpool import REWARD_STATS
 from observe_r1.models import VISION_TOKENS
 from observe_r1.rewards import AccuracyReward, FormatReward
 
+REWARD_STAT_KEYS = ("timeout", "unparseable_gold")  # logged as totals over every process
+
 
 def image_token_types(input_ids: torch.Tensor, image_pad_id: int, video_pad_id: int | None = None) -> torch.Tensor:
     """``mm_token_type_ids`` read off the token ids themselves: 1 at image-pad tokens, 2 at video-pad, else 0.
@@ -136,6 +138,9 @@ class ObserveR1Trainer(GRPOTrainer):
         lengths = torch.tensor([len(ids) for ids in completion_ids_list], device=rewards_per_func.device)
         self._gathered_lengths = gather(lengths)
         self._gathered_rewards = rewards_per_func
+        # REWARD_STATS counts this process's scoring events: sum them over processes (every rank calls this)
+        local = torch.tensor([float(REWARD_STATS[k]) for k in REWARD_STAT_KEYS], device=rewards_per_func.device)
+        self._reward_stat_totals = gather(local[None]).sum(dim=0).tolist()
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
@@ -270,8 +275,8 @@ class ObserveR1Trainer(GRPOTrainer):
         positions = [r for _, r, _ in groups.rows if r is not None and r >= 0]
         if positions and self.train_dataset is not None:
             metrics["observe_r1/curriculum_position"].append((max(positions) + 1) / len(self.train_dataset))
-        for key in ("timeout", "unparseable_gold"):
-            metrics[f"observe_r1/reward_{key}_total"].append(float(REWARD_STATS[key]))
+        for key, total in zip(REWARD_STAT_KEYS, self._reward_stat_totals, strict=True):
+            metrics[f"observe_r1/reward_{key}_total"].append(total)
 
     def _log_sampling(self, generated: GroupBatch, trained: GroupBatch, rounds: int) -> None:
         """Dynamic-sampling metrics of a training step (also without dynamic sampling, for comparison)."""

@@ -15,10 +15,19 @@ from accelerate.utils import gather
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from observe_r1.algo import group_advantages  # noqa: E402
+from observe_r1.mathpool import REWARD_STATS  # noqa: E402
 from observe_r1.models import load_policy  # noqa: E402
 from observe_r1.rewards import FormatReward  # noqa: E402
 from observe_r1.trainer import ObserveR1Trainer  # noqa: E402
 from tests.helpers import ParityAccuracy, synth_dataset, tiny_config  # noqa: E402
+
+
+class CountingParity(ParityAccuracy):
+    """ParityAccuracy that also records ``rank + 1`` timeouts per call, so each process counts differently."""
+
+    def __call__(self, completions, **kwargs):
+        REWARD_STATS["timeout"] += int(os.environ["RANK"]) + 1
+        return super().__call__(completions, **kwargs)
 
 
 def main(model_dir: str, out_json: str) -> None:
@@ -28,7 +37,7 @@ def main(model_dir: str, out_json: str) -> None:
     _, dataset = synth_dataset(out.parent / f"data-{os.environ['RANK']}", n=24)
     args = tiny_config(out.parent / "run", per_device_train_batch_size=6, num_generations=4, max_steps=3, bonus_min_length=8)
     trainer = ObserveR1Trainer(
-        model=model, args=args, reward_funcs=[ParityAccuracy(), FormatReward()], train_dataset=dataset,
+        model=model, args=args, reward_funcs=[CountingParity(), FormatReward()], train_dataset=dataset,
         processing_class=processor,
     )
     checks = []
@@ -54,7 +63,9 @@ def main(model_dir: str, out_json: str) -> None:
     trainer._generate_and_score_completions = spy
     trainer.train()
     rank = trainer.accelerator.process_index
-    (out.parent / f"rank{rank}.json").write_text(json.dumps(checks))
+    logged = [row["observe_r1/reward_timeout_total"] for row in trainer.state.log_history if "observe_r1/reward_timeout_total" in row]
+    (out.parent / f"rank{rank}.json").write_text(json.dumps({"checks": checks, "timeouts_logged": logged,
+                                                             "timeouts_local": REWARD_STATS["timeout"]}))
 
 
 if __name__ == "__main__":
