@@ -26,41 +26,20 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from observe_r1.data import load_items, read_rows
-from observe_r1.official import edit_distance
+from observe_r1.official import mathvista_correct
 from observe_r1.rewards import score_completions
 
 LETTERS = "ABCDEFGHIJ"
 
 
 def mathvista_verdict(extraction: str, row: dict) -> bool:
-    """MathVista's published rule, restated: normalise by type, then compare as strings with the gold."""
-    import re
-
-    choices, answer = row.get("choices"), row["answer"]
-    if row["question_type"] == "multi_choice":
-        text = extraction.strip()
-        letter = re.findall(r"\(([a-zA-Z])\)", text)
-        if letter:
-            text = letter[0].upper()
-        letters = list(LETTERS[: len(choices)])
-        if text in letters:
-            normalised = choices[letters.index(text)]
-        else:
-            distances = [edit_distance(text, c) for c in choices]
-            normalised = choices[distances.index(min(distances))]
-    elif row["answer_type"] == "integer":
-        try:
-            normalised = str(int(float(extraction)))
-        except ValueError:
-            normalised = None
-    elif row["answer_type"] == "float":
-        try:
-            normalised = str(round(float(extraction), int(row["precision"])))
-        except ValueError:
-            normalised = None
-    else:
-        normalised = str(extraction)
-    return normalised == answer
+    """MathVista's published rule (``observe_r1.official.mathvista_correct``) on a raw testmini row."""
+    choices = [str(c) for c in row.get("choices") or []]
+    multi = row["question_type"] == "multi_choice"
+    item = {"answer": LETTERS[choices.index(row["answer"])] if multi else row["answer"], "choices": choices,
+            "precision": row.get("precision"),
+            "meta": {"question_type": row["question_type"], "answer_type": row["answer_type"]}}  # fmt: skip
+    return mathvista_correct(extraction, item)
 
 
 def crafted(row: dict, rng: random.Random) -> list[tuple[str, str]]:
@@ -106,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     raw = {str(r.get("pid", r["_key"])): r for r in read_rows(args.benchmark)}
-    items, _ = load_items(args.benchmark, images="ignore", check_answers=False)
+    items, _ = load_items(args.benchmark, images="ignore", unscoreable="keep")
     results = {}
     for name, craft in (("crafted", crafted), ("deliberate differences", deliberate)):
         cases = [(item, family, answer) for item in items for family, answer in craft(raw[item["id"]], rng)]

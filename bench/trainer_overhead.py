@@ -3,7 +3,8 @@
     .venv/bin/python bench/trainer_overhead.py [--steps 30] [--repeats 3]
 
 Both trainers get the same reward functions and weights; the difference is the Observe-R1 additions
-(gathering lengths, group_advantages with bonus and dynamic weight, extra metrics, consumed-prompt log).
+(gathering lengths, group_advantages with bonus and dynamic weight, extra metrics, consumed-prompt log), and in a
+third run dynamic sampling as well (its steps generate as many rounds as they need: their count is reported).
 Runs alternate between the two trainers to spread machine noise; the median per-step time is reported.
 """
 
@@ -44,9 +45,10 @@ def run(kind: str, model_dir: Path, dataset, out: str, steps: int) -> list[float
     model, processor = load_policy(model_dir)
     rewards = [AccuracyReward(workers=1), FormatReward()]
     timer = StepTimer()
-    if kind == "observe_r1":
+    if kind.startswith("observe_r1"):
         common.pop("shuffle_dataset")
-        args = ObserveR1Config(**common, curriculum="ordered", bonus_min_length=16, reward_workers=1)
+        args = ObserveR1Config(**common, curriculum="ordered", bonus_min_length=16, reward_workers=1,
+                               dynamic_sampling=kind == "observe_r1_dynamic_sampling")  # fmt: skip
         trainer = build_trainer(model, processor, dataset, args, reward_funcs=rewards, callbacks=[timer],
                                 concise_progress=False)  # fmt: skip
     else:
@@ -54,7 +56,13 @@ def run(kind: str, model_dir: Path, dataset, out: str, steps: int) -> list[float
         trainer = GRPOTrainer(model=model, args=args, reward_funcs=rewards, train_dataset=dataset,
                               processing_class=processor, callbacks=[timer])  # fmt: skip
     trainer.train()
+    rounds = [row["dynamic_sampling/generation_rounds"] for row in trainer.state.log_history
+              if "dynamic_sampling/generation_rounds" in row]  # fmt: skip
+    ROUNDS.setdefault(kind, []).extend(rounds[3:])
     return timer.times[3:]  # drop warm-up steps
+
+
+ROUNDS: dict[str, list[float]] = {}
 
 
 def main() -> None:
@@ -66,13 +74,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     model_dir = build_tiny_model(tmp / "model", size="tiny", seed=0)
     dataset, _ = load_grpo_dataset(write_dataset(generate_items(args.steps * 4 + 8, seed=0), tmp / "data"))
-    times = {"grpo": [], "observe_r1": []}
+    kinds = ["grpo", "observe_r1", "observe_r1_dynamic_sampling"]
+    times = {k: [] for k in kinds}
     for r in range(args.repeats):
-        for kind in ("grpo", "observe_r1") if r % 2 == 0 else ("observe_r1", "grpo"):
+        for kind in kinds if r % 2 == 0 else kinds[::-1]:
             times[kind] += run(kind, model_dir, dataset, str(tmp / f"{kind}{r}"), args.steps)
     medians = {k: statistics.median(v) for k, v in times.items()}
     results = {"median_step_s": medians, "steps_measured": {k: len(v) for k, v in times.items()},
-               "overhead_percent": 100 * (medians["observe_r1"] / medians["grpo"] - 1)}  # fmt: skip
+               "overhead_percent": {k: 100 * (medians[k] / medians["grpo"] - 1) for k in kinds[1:]},
+               "mean_generation_rounds": {k: statistics.mean(v) for k, v in ROUNDS.items() if v}}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -7,7 +7,7 @@ from observe_r1.algo import dynamic_weight, group_advantages, shortest_correct_b
 
 
 def test_dynamic_weight_table_for_g8():
-    # METHOD.md §5, sigma = 1.8
+    # docs/method.md §5, sigma = 1.8
     expected = torch.tensor([0, 0.7875, 1.35, 1.6875, 1.8, 1.6875, 1.35, 0.7875, 0])
     got = dynamic_weight(torch.arange(9) / 8, sigma=1.8)
     assert torch.allclose(got, expected, atol=1e-6)
@@ -29,7 +29,7 @@ def test_shortest_correct_bonus_table(correct, lengths, expected):
 
 
 def _slow_reference(rewards, correct, lengths, use_bonus, use_dyna, coef=0.2, floor=100, sigma=1.8, eps=1e-4):
-    """Loop version of METHOD.md §4-§5, one group at a time."""
+    """Loop version of docs/method.md §4-§5, one group at a time."""
     out = []
     for r, c, n in zip(rewards.tolist(), correct.tolist(), lengths.tolist(), strict=True):
         r = list(r)

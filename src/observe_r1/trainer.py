@@ -51,7 +51,7 @@ def image_token_types(input_ids: torch.Tensor, image_pad_id: int, video_pad_id: 
 class ObserveR1Trainer(GRPOTrainer):
     """GRPO with the shortest-correct bonus and the dynamic weight, computed on whole (gathered) groups.
 
-    Two private hooks of TRL change, each calling ``super()`` first (the TRL version is pinned, and
+    Four private methods of TRL are overridden, each calling ``super()`` (the TRL version is pinned, and
     ``tests/test_trl_hooks.py`` checks their signatures and the keys used here):
 
     * ``_calculate_rewards`` returns the rewards gathered from all processes (rank-major, groups contiguous);
@@ -63,6 +63,8 @@ class ObserveR1Trainer(GRPOTrainer):
       on the tokenizer's default side while ``prompt_ids`` are left-padded (huggingface/trl#5785): with a
       right-padding tokenizer every prompt shorter than its batch's longest had its image positions shifted onto
       text or padding (wrong logits and gradients), or the rope index crashed on differently sized images.
+    * ``_generate`` runs TRL's generation with the policy in eval mode: in training mode, gradient checkpointing
+      makes every layer drop its KV cache, so each new token recomputed the whole prompt.
 
     Correctness (for the bonus and the pass rate) is the accuracy reward, never the weighted total.
 
