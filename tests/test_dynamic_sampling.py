@@ -151,3 +151,23 @@ def test_iterable_datasets_are_refused_with_a_reason(tiny_model_dir, tmp_path):
     config = tiny_config(tmp_path / "out", dynamic_sampling=True)
     with pytest.raises(ValueError, match="map-style datasets.Dataset"):
         build_trainer(model, processor, dataset.to_iterable_dataset(), config, reward_funcs=[ScriptedGroups()])
+
+
+def test_refill_step_rounds_selection_and_placement():
+    from observe_r1.dynamic import PromptCursor, RefillStep
+
+    step = RefillStep(PromptCursor(10, shuffle=False, seed=0), target=2, num_generations=2, world=2, max_rounds=4)
+    assert step.next_prompts() == [0, 1] and step.local_rows([0, 1], rank=1) == [1, 1]  # 2 completions each
+    step.record([False, True])
+    assert step.next_prompts() == [2, 3]  # one informative of two: ask for two more prompts
+    step.record([True, False])
+    assert step.next_prompts() is None  # the step has its 2 informative groups
+    trained, dropped, surplus = step.select()
+    assert trained == [(0, 1), (1, 0)] and dropped == [(0, 0), (1, 1)] and surplus == []
+    assert step.group_index(trained) == [1, 2]
+    # group 1 of round 0 lives on process 1 (rows 0-1 of its 2), group 0 of round 1 on process 0
+    assert step.placement(trained) == [(0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1)]
+    empty = RefillStep(PromptCursor(2, shuffle=False, seed=0, max_epochs=1), 2, 2, 1, 4)
+    assert empty.next_prompts() == [0, 1]
+    empty.record([False, False])
+    assert empty.next_prompts() is None  # the epoch is spent

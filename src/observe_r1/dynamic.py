@@ -12,7 +12,9 @@ This module holds the parts that do not touch TRL's trainer state:
   drawn once per epoch however many rounds a step needs, and whose position is saved in checkpoints;
 * :func:`select_groups` — which generated groups are trained, dropped or left over;
 * :func:`split_rows` / :func:`merge_rows` — one generation output as per-completion rows and back, so that rows
-  from different rounds (and processes) can be put into one batch.
+  from different rounds (and processes) can be put into one batch;
+* :class:`RefillStep` — one step's rounds (next prompts, record a round, select) and
+  :func:`gather_trained_rows` — the selected rows laid out as TRL lays out a generation batch.
 """
 
 from __future__ import annotations
@@ -198,3 +200,91 @@ def merge_rows(rows: list[dict], pad_token_id: int) -> dict:
         else:  # PER_IMAGE
             out[key] = torch.cat(values)
     return out
+
+
+class RefillStep:
+    """One dynamic-sampling step: generation rounds for the cursor's next prompts until ``target`` informative
+    groups, then the selection. The trainer loops ``while (prompts := step.next_prompts()) is not None``,
+    generates a round for them and :meth:`record` s it; :meth:`select` says which groups train.
+
+    Rounds are laid out as TRL lays out a generation batch: prompt ``p`` of a round is repeated ``G`` times and
+    each of the ``world`` processes holds ``rows`` consecutive completions of it.
+    """
+
+    def __init__(self, cursor: PromptCursor, target: int, num_generations: int, world: int, max_rounds: int):
+        self.cursor, self.target, self.G, self.world, self.max_rounds = (
+            cursor,
+            target,
+            num_generations,
+            world,
+            max_rounds,
+        )
+        self.flags: list[list[bool]] = []  # flags[r][g]: group g of round r is informative
+        self.rows: list[int] = []  # completions per process in each round
+
+    def next_prompts(self) -> list[int] | None:
+        """Dataset indices of the next round's prompts (each once; repeat them ``G`` times), or None when the step
+        has its informative groups, the rounds ran out, or the epoch ends."""
+        informative, generated = sum(map(sum, self.flags)), sum(map(len, self.flags))
+        if len(self.flags) >= self.max_rounds or informative >= self.target:
+            return None
+        count = refill_size(self.target, informative, generated, self.G, self.world)
+        indices = self.cursor.take(count, new_epoch=not self.flags)
+        if indices is not None:
+            self.rows.append(count * self.G // self.world)
+        return indices
+
+    def local_rows(self, indices: list[int], rank: int) -> list[int]:
+        """The dataset index of each completion process ``rank`` generates in this round."""
+        size = self.rows[-1]
+        return [i for i in indices for _ in range(self.G)][rank * size : (rank + 1) * size]
+
+    def record(self, informative: list[bool]) -> None:
+        """The generated round's groups: which are informative."""
+        self.flags.append(list(informative))
+
+    def select(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(trained, dropped, surplus)`` as ``(round, group)`` pairs (see :func:`select_groups`)."""
+        if not self.flags:
+            raise RuntimeError("dynamic sampling: no prompts left to generate for (the epoch limit is reached)")
+        return select_groups(self.flags, self.target)
+
+    def group_index(self, pairs: list[tuple[int, int]]) -> list[int]:
+        """``(round, group)`` pairs as indices into all the step's groups, rounds concatenated."""
+        offsets = [sum(map(len, self.flags[:r])) for r in range(len(self.flags))]
+        return [offsets[r] + g for r, g in pairs]
+
+    def placement(self, trained: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """``(round, owner process, row on the owner)`` of each trained completion, in trained order."""
+        G = self.G
+        return [(r, (g * G + m) // self.rows[r], (g * G + m) % self.rows[r]) for r, g in trained for m in range(G)]
+
+
+def gather_trained_rows(accelerator, outputs: list[dict], wanted: list[tuple[int, int, int]], local: int,
+                        pad_token_id: int, image_token_ids: tuple | None = None) -> dict:  # fmt: skip
+    """This process's ``local`` rows of the trained completions (``wanted``: :meth:`RefillStep.placement`), merged
+    into one generation output; row ``j`` goes to process ``j // local``, as TRL slices a generation batch. Rows
+    generated on another process travel by ``gather_object`` (on CPU). ``mm_token_type_ids`` are rebuilt from
+    the ids (``image_token_ids``: the image- and video-pad ids) and ``num_items_in_batch`` counted over processes."""
+    from accelerate.utils import gather_object, send_to_device
+
+    from observe_r1.models import image_token_types
+
+    rank = accelerator.process_index
+    rows = {r: split_rows(output) for r, output in enumerate(outputs)}
+    mine = wanted[rank * local : (rank + 1) * local]
+    if accelerator.num_processes > 1:
+        send = [((r, i), send_to_device(rows[r][i], "cpu"))
+                for j, (r, owner, i) in enumerate(wanted) if owner == rank and j // local != rank]  # fmt: skip
+        received = dict(gather_object(send))
+        picked = [rows[r][i] if owner == rank else send_to_device(received[(r, i)], accelerator.device)
+                  for r, owner, i in mine]  # fmt: skip
+    else:
+        picked = [rows[r][i] for r, _, i in mine]
+    merged = merge_rows(picked, pad_token_id)
+    if image_token_ids is not None:
+        ids = torch.cat([merged["prompt_ids"], merged["completion_ids"]], dim=1)
+        merged["mm_token_type_ids"] = image_token_types(ids, *image_token_ids)
+    loss_mask = merged["completion_mask"] * merged.get("tool_mask", 1)
+    merged["num_items_in_batch"] = accelerator.gather(loss_mask.sum()).sum()
+    return merged

@@ -80,6 +80,19 @@ class ObserveR1VLProcessor(Qwen2_5_VLProcessor):
 AutoProcessor.register("observe_r1_vl_processor", ObserveR1VLProcessor, exist_ok=True)
 
 
+def image_token_types(input_ids: torch.Tensor, image_pad_id: int, video_pad_id: int | None = None) -> torch.Tensor:
+    """``mm_token_type_ids`` read off the token ids themselves: 1 at image-pad tokens, 2 at video-pad, else 0.
+
+    Qwen2.5-VL places image features and rope positions where these ids say; rebuilding them from the very ids
+    the forward sees keeps them aligned whatever padding side, length or image size a batch has.
+    """
+    types = torch.zeros_like(input_ids)
+    types[input_ids == image_pad_id] = 1
+    if video_pad_id is not None:
+        types[input_ids == video_pad_id] = 2
+    return types
+
+
 @dataclass(frozen=True)
 class TinySize:
     """Tower sizes of a locally built Qwen2.5-VL. ``text_hidden / text_heads`` is the head dim."""

@@ -8,7 +8,7 @@ from observe_r1.jsonl import read_jsonl
 
 PANELS = {
     "rewards": ["reward", "accuracy", "format_rate", "bonus_rate"],
-    "length": ["completion_length", "length_correct", "length_incorrect"],
+    "length": ["completions/mean_length", "length_correct", "length_incorrect"],
     "weight": ["dyna_weight_mean"],
     "curriculum": ["curriculum_difficulty", "curriculum_position"],
     "sampling": ["zero_std_generated", "zero_std_trained", "generation_rounds"],

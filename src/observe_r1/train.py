@@ -17,9 +17,10 @@ from observe_r1.config import ConfigError, ObserveR1Config, TrainScriptArguments
 from observe_r1.data import load_grpo_dataset
 from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.lora import is_adapter_dir, merge_adapter, record_base, trainable_line
+from observe_r1.metrics import MetricsJsonl, use_concise_progress
 from observe_r1.models import load_policy
 from observe_r1.plots import plot_metrics
-from observe_r1.trainer import MetricsJsonl, ObserveR1Trainer, use_concise_progress
+from observe_r1.trainer import ObserveR1Trainer
 
 
 def load_recipe(path: str | Path) -> dict:

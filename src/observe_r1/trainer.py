@@ -11,41 +11,34 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
-from collections import Counter
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
-from accelerate.utils import gather, gather_object, send_to_device
+from accelerate.utils import gather, gather_object
 from datasets import Dataset
-from tqdm.auto import tqdm
-from transformers import ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from observe_r1.algo import GroupAdvantages, group_advantages
-from observe_r1.dynamic import PromptCursor, merge_rows, refill_size, select_groups, split_rows
+from observe_r1.algo import group_advantages
+from observe_r1.dynamic import PromptCursor, RefillStep, gather_trained_rows
 from observe_r1.jsonl import append_jsonl
 from observe_r1.lora import freeze_parts, is_adapter_dir, lora_config, record_base
 from observe_r1.mathpool import REWARD_STATS
-from observe_r1.models import VISION_TOKENS
+from observe_r1.metrics import REWARD_STAT_KEYS, GroupBatch, group_metrics, reward_stat_metrics, sampling_metrics
+from observe_r1.models import VISION_TOKENS, image_token_types
 from observe_r1.rewards import AccuracyReward, FormatReward
 
-REWARD_STAT_KEYS = ("timeout", "unparseable_gold")  # logged as totals over every process
 
-
-def image_token_types(input_ids: torch.Tensor, image_pad_id: int, video_pad_id: int | None = None) -> torch.Tensor:
-    """``mm_token_type_ids`` read off the token ids themselves: 1 at image-pad tokens, 2 at video-pad, else 0.
-
-    Qwen2.5-VL places image features and rope positions where these ids say; rebuilding them from the very ids
-    the forward sees keeps them aligned whatever padding side, length or image size a batch has.
-    """
-    types = torch.zeros_like(input_ids)
-    types[input_ids == image_pad_id] = 1
-    if video_pad_id is not None:
-        types[input_ids == video_pad_id] = 2
-    return types
+def suppress_vision_tokens(args, processor):
+    """A copy of ``args`` whose generation never samples a vision token: TRL suppresses only ``<|image_pad|>``,
+    and a sampled ``<|vision_start|>`` or ``<|video_pad|>`` breaks the next forward."""
+    vision_ids = [i for i in processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS) if i is not None]
+    generation_kwargs = dict(args.generation_kwargs or {})
+    suppressed = set(generation_kwargs.get("suppress_tokens") or []) | set(vision_ids)
+    generation_kwargs["suppress_tokens"] = sorted(suppressed)
+    args = copy.copy(args)  # the caller's config stays as it was
+    args.generation_kwargs = generation_kwargs
+    return args
 
 
 class ObserveR1Trainer(GRPOTrainer):
@@ -58,20 +51,16 @@ class ObserveR1Trainer(GRPOTrainer):
       the override also gathers each completion's length, in the same order, for the bonus.
     * ``_generate_and_score_completions`` computes TRL's outputs; the override replaces ``advantages`` with
       ``group_advantages`` on the gathered batch, then keeps this process's slice, exactly as TRL slices.
-    * ``_get_per_token_logps_and_entropies`` (every forward: old, reference and loss log-probs) rebuilds
-      ``mm_token_type_ids`` from the ``input_ids`` it is given. TRL 1.16 builds them with a processor call padded
-      on the tokenizer's default side while ``prompt_ids`` are left-padded (huggingface/trl#5785): with a
-      right-padding tokenizer every prompt shorter than its batch's longest had its image positions shifted onto
-      text or padding (wrong logits and gradients), or the rope index crashed on differently sized images.
-    * ``_generate`` runs TRL's generation with the policy in eval mode: in training mode, gradient checkpointing
-      makes every layer drop its KV cache, so each new token recomputed the whole prompt.
+    * ``_get_per_token_logps_and_entropies`` (every forward) rebuilds ``mm_token_type_ids`` from its ``input_ids``:
+      TRL 1.16 pads them on the tokenizer's side, its ``prompt_ids`` on the left (huggingface/trl#5785), which
+      shifted image positions of shorter prompts onto text (or crashed the rope index on mixed image sizes).
+    * ``_generate`` generates in eval mode: in training mode, gradient checkpointing drops the KV cache.
 
     Correctness (for the bonus and the pass rate) is the accuracy reward, never the weighted total.
 
-    With ``dynamic_sampling`` (docs/dynamic_sampling.md) prompts come from a :class:`PromptCursor` instead of the
-    data loader, a step runs several generation rounds, keeps the first informative groups and regroups their rows
-    across processes; the cursor is saved in each checkpoint (``_save_checkpoint``) and restored on resume
-    (``_load_optimizer_and_scheduler``, where TRL restores its own extras).
+    With ``dynamic_sampling`` (docs/dynamic_sampling.md) prompts come from a :class:`PromptCursor`; a step loops
+    over a :class:`RefillStep`'s rounds and trains on the groups it selects. The cursor is saved in checkpoints
+    (``_save_checkpoint``) and restored where TRL restores its own extras (``_load_optimizer_and_scheduler``).
 
     ``args.use_peft`` hands TRL a LoRA config built from ``args`` (``observe_r1.lora.lora_config``) unless the
     caller passes ``peft_config``; ``args.freeze_vision_tower`` / ``freeze_merger`` stop those parts' gradients.
@@ -85,13 +74,7 @@ class ObserveR1Trainer(GRPOTrainer):
             reward_funcs = [AccuracyReward(args.reward_workers, args.reward_timeout), FormatReward()]
         processor = kwargs.get("processing_class")
         if processor is not None and not args.use_vllm:
-            # TRL suppresses only <|image_pad|>; a sampled <|vision_start|> or <|video_pad|> breaks the next forward.
-            vision_ids = [i for i in processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS) if i is not None]
-            generation_kwargs = dict(args.generation_kwargs or {})
-            generation_kwargs["suppress_tokens"] = sorted(set(generation_kwargs.get("suppress_tokens") or []) |
-                                                          set(vision_ids))  # fmt: skip
-            args = copy.copy(args)  # the caller's config stays as it was
-            args.generation_kwargs = generation_kwargs
+            args = suppress_vision_tokens(args, processor)
         if processor is not None and hasattr(processor, "tokenizer"):
             processor.tokenizer.padding_side = "left"  # TRL's prompt_ids are left-padded; keep its side-paths so too
         if args.use_peft and kwargs.get("peft_config") is None:
@@ -149,10 +132,8 @@ class ObserveR1Trainer(GRPOTrainer):
         if self.args.dynamic_sampling and self.model.training:
             return self._generate_with_refills(len(inputs))
         output, groups = self._generate_round(inputs)
-        mode = "train" if self.model.training else "eval"
-        self._log_observe_r1(mode, groups)
-        if mode == "train":
-            self._log_sampling(generated=groups, trained=groups, rounds=1)
+        self._log_groups("train" if self.model.training else "eval", groups)
+        if self.model.training:
             self._log_consumed(trained=groups.group_ids())
         return output
 
@@ -184,109 +165,42 @@ class ObserveR1Trainer(GRPOTrainer):
         return output, GroupBatch(result, correct, rewards_per_func, lengths, rows)
 
     def _generate_with_refills(self, local: int) -> dict:
-        """Dynamic sampling: rounds of generation for the next prompts of :class:`PromptCursor` until the step
-        has ``generation_batch_size / G`` informative groups or ``max_generation_rounds`` is reached; returns this
-        process's rows of the trained groups (see observe_r1.dynamic)."""
-        G, world, rank = self.num_generations, self.accelerator.num_processes, self.accelerator.process_index
-        target = local * world // G
+        """Dynamic sampling: generation rounds for the cursor's next prompts (:class:`RefillStep`) until the step
+        has ``generation_batch_size / G`` informative groups; returns this process's rows of the trained groups."""
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        step = RefillStep(self._cursor, local * world // self.num_generations, self.num_generations, world,
+                          self.args.max_generation_rounds)  # fmt: skip
         self._cursor_at_generation = self._cursor.state_dict()
-        outputs, batches, sizes, flags = [], [], [], []  # flags[r][g]: group g of round r is informative
-        while len(batches) < self.args.max_generation_rounds:
-            informative, generated = sum(map(sum, flags)), sum(map(len, flags))
-            if informative >= target:
-                break
-            count = refill_size(target, informative, generated, G, world)
-            indices = self._cursor.take(count, new_epoch=not batches)
-            if indices is None:  # the epoch ends: train on what there is
-                break
-            size = count * G // world  # this process's rows in this round
-            rows = [i for i in indices for _ in range(G)][rank * size : (rank + 1) * size]
-            output, groups = self._generate_round([self.train_dataset[i] for i in rows])
+        outputs, rounds = [], []
+        while (prompts := step.next_prompts()) is not None:
+            output, groups = self._generate_round([self.train_dataset[i] for i in step.local_rows(prompts, rank)])
             outputs.append(output)
-            batches.append(groups)
-            sizes.append(size)
-            flags.append(groups.informative().tolist())
-        if not batches:
-            raise RuntimeError("dynamic sampling: no prompts left to generate for (the epoch limit is reached)")
-        trained, dropped, surplus = select_groups(flags, target)
-        merged = self._gather_rows(outputs, sizes, trained, local)
-        everything = GroupBatch.cat(batches)
-        offsets = [sum(map(len, flags[:r])) for r in range(len(flags))]
-        chosen = everything.take([offsets[r] + g for r, g in trained])
-        self._log_observe_r1("train", chosen)
-        self._log_sampling(generated=everything, trained=chosen, rounds=len(batches))
-        ids = everything.group_ids()
-
-        def named(pairs):
-            return [ids[offsets[r] + g] for r, g in pairs]
-
-        self._log_consumed(trained=named(trained), dropped=named(dropped), surplus=named(surplus))
-        if not self._cursor.can_take(target, new_epoch=True):
+            rounds.append(groups)
+            step.record(groups.informative().tolist())
+        trained, dropped, surplus = step.select()
+        image_ids = (self._image_pad_token_id, self._video_pad_token_id) if "mm_token_type_ids" in outputs[0] else None
+        merged = gather_trained_rows(self.accelerator, outputs, step.placement(trained), local,
+                                     self._tokenizer.pad_token_id, image_ids)  # fmt: skip
+        generated = GroupBatch.cat(rounds)
+        chosen = generated.take(step.group_index(trained))
+        self._log_groups("train", chosen, generated, rounds=len(rounds))
+        ids = generated.group_ids()
+        trained_ids, dropped_ids, surplus_ids = (
+            [ids[i] for i in step.group_index(p)] for p in (trained, dropped, surplus)
+        )
+        self._log_consumed(trained=trained_ids, dropped=dropped_ids, surplus=surplus_ids)
+        if not self._cursor.can_take(step.target, new_epoch=True):
             self.control.should_training_stop = True  # num_train_epochs passes over the prompts are done
         return merged
 
-    def _gather_rows(self, outputs: list[dict], sizes: list[int], trained: list[tuple[int, int]], local: int) -> dict:
-        """This process's ``local`` rows of the trained groups, laid out as TRL lays out a generation batch
-        (row ``j`` of the selection goes to process ``j // local``). Round ``r`` left ``sizes[r]`` rows on each
-        process; rows generated on another process are sent through ``gather_object`` (on CPU)."""
-        G, rank = self.num_generations, self.accelerator.process_index
-        # (round, owner process, row on the owner) of each trained completion, in trained order
-        wanted = [(r, (g * G + m) // sizes[r], (g * G + m) % sizes[r]) for r, g in trained for m in range(G)]
-        rows = {r: split_rows(output) for r, output in enumerate(outputs)}
-        mine = wanted[rank * local : (rank + 1) * local]
-        if self.accelerator.num_processes > 1:
-            send = [((r, i), send_to_device(rows[r][i], "cpu"))
-                    for j, (r, owner, i) in enumerate(wanted) if owner == rank and j // local != rank]  # fmt: skip
-            received = dict(gather_object(send))
-            device = self.accelerator.device
-            picked = [rows[r][i] if owner == rank else send_to_device(received[(r, i)], device)
-                      for r, owner, i in mine]  # fmt: skip
-        else:
-            picked = [rows[r][i] for r, _, i in mine]
-        merged = merge_rows(picked, self._tokenizer.pad_token_id)
-        if "mm_token_type_ids" in outputs[0]:
-            ids = torch.cat([merged["prompt_ids"], merged["completion_ids"]], dim=1)
-            merged["mm_token_type_ids"] = image_token_types(ids, self._image_pad_token_id, self._video_pad_token_id)
-        loss_mask = merged["completion_mask"] * merged.get("tool_mask", 1)
-        merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
-        return merged
-
-    def _log_observe_r1(self, mode, groups: GroupBatch):
-        """Log what :func:`group_advantages` used (bonus, weight, pass rate) on the trained groups."""
-        metrics = self._metrics[mode]
-        result, correct, lengths, rewards_per_func = groups.result, groups.correct, groups.lengths, groups.rewards
-        advantages = result.advantages
-        metrics["observe_r1/advantage_abs_mean"].append(advantages.abs().mean().item())
-        metrics["observe_r1/advantage_std"].append(advantages.std().item())
-        metrics["observe_r1/accuracy"].append(correct.float().mean().item())
-        if "format" in self.reward_func_names:
-            fmt = rewards_per_func[:, self.reward_func_names.index("format")]
-            metrics["observe_r1/format_rate"].append(torch.nanmean(fmt).item())
-        metrics["observe_r1/bonus_rate"].append((result.bonus > 0).any(dim=1).float().mean().item())
-        metrics["observe_r1/dyna_weight_mean"].append(result.weight.mean().item())
-        G = correct.shape[1]
-        histogram = Counter(round(p * G) for p in result.pass_rate.tolist())
-        for k in range(G + 1):
-            metrics[f"observe_r1/pass_rate_hist/{k}of{G}"].append(histogram[k] / len(result.pass_rate))
-        for name, mask in (("correct", correct), ("incorrect", ~correct)):
-            if mask.any():
-                metrics[f"observe_r1/length_{name}"].append(lengths[mask].float().mean().item())
-        difficulties = [d for _, _, d in groups.rows if d is not None and d >= 0]
-        if difficulties:
-            metrics["observe_r1/curriculum_difficulty"].append(sum(difficulties) / len(difficulties))
-        positions = [r for _, r, _ in groups.rows if r is not None and r >= 0]
-        if positions and self.train_dataset is not None:
-            metrics["observe_r1/curriculum_position"].append((max(positions) + 1) / len(self.train_dataset))
-        for key, total in zip(REWARD_STAT_KEYS, self._reward_stat_totals, strict=True):
-            metrics[f"observe_r1/reward_{key}_total"].append(total)
-
-    def _log_sampling(self, generated: GroupBatch, trained: GroupBatch, rounds: int) -> None:
-        """Dynamic-sampling metrics of a training step (also without dynamic sampling, for comparison)."""
-        metrics = self._metrics["train"]
-        metrics["dynamic_sampling/zero_std_generated"].append(1.0 - generated.informative().float().mean().item())
-        metrics["dynamic_sampling/zero_std_trained"].append(1.0 - trained.informative().float().mean().item())
-        metrics["dynamic_sampling/generation_rounds"].append(float(rounds))
-        metrics["dynamic_sampling/prompts_consumed"].append(float(generated.correct.shape[0]))
+    def _log_groups(self, mode: str, groups: GroupBatch, generated: GroupBatch | None = None, rounds: int = 1):
+        """The Observe-R1 metrics of the trained ``groups`` (and, in training, the sampling metrics)."""
+        size = len(self.train_dataset) if self.train_dataset is not None else None
+        values = group_metrics(groups, self.reward_func_names, size) | reward_stat_metrics(self._reward_stat_totals)
+        if mode == "train":
+            values |= sampling_metrics(generated=generated or groups, trained=groups, rounds=rounds)
+        for key, value in values.items():
+            self._metrics[mode][key].append(value)
 
     def _log_consumed(self, trained: list, dropped: list | None = None, surplus: list | None = None) -> None:
         """One line of ``consumed.jsonl``: the prompt ids this step trained on (and, with dynamic sampling, the
@@ -326,102 +240,3 @@ class ObserveR1Trainer(GRPOTrainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         if self.args.dynamic_sampling and checkpoint is not None:
             self._cursor.load(checkpoint)
-
-
-class GroupBatch(NamedTuple):
-    """Gathered groups of one generation round (or a selection of groups): what the advantages were made of."""
-
-    result: GroupAdvantages  # (n, G) advantages, bonus; (n,) weight, pass rate
-    correct: torch.Tensor  # (n, G) bool
-    rewards: torch.Tensor  # (n * G, num_reward_funcs), unweighted
-    lengths: torch.Tensor  # (n, G)
-    rows: list  # (id, row, difficulty) of each of the n * G completions
-
-    def informative(self) -> torch.Tensor:
-        """``(n,)`` bool: the group has a non-zero advantage (so it moves the policy)."""
-        return (self.result.advantages != 0).any(dim=1)
-
-    def group_ids(self) -> list:
-        """The prompt id of each group."""
-        G = self.correct.shape[1]
-        return [row[0] for row in self.rows[::G]]
-
-    def take(self, groups: list[int]) -> GroupBatch:
-        """These groups only."""
-        G = self.correct.shape[1]
-        index = torch.tensor(groups, dtype=torch.long)
-        flat = (index[:, None] * G + torch.arange(G)).flatten()
-        result = GroupAdvantages(*(t[index.to(t.device)] for t in self.result))
-        rows = [self.rows[i] for i in flat.tolist()]
-        return GroupBatch(result, self.correct[index], self.rewards[flat.to(self.rewards.device)],
-                          self.lengths[index], rows)  # fmt: skip
-
-    @staticmethod
-    def cat(batches: list[GroupBatch]) -> GroupBatch:
-        """Groups of several batches, in order."""
-        result = GroupAdvantages(*(torch.cat(parts) for parts in zip(*(b.result for b in batches), strict=True)))
-        return GroupBatch(result, torch.cat([b.correct for b in batches]), torch.cat([b.rewards for b in batches]),
-                          torch.cat([b.lengths for b in batches]), [r for b in batches for r in b.rows])  # fmt: skip
-
-
-class ConciseProgress(ProgressCallback):
-    """The progress bar plus one readable line per log: reward, accuracy, advantages' weight, ladder level."""
-
-    FIELDS = [("reward", "reward"), ("acc", "observe_r1/accuracy"), ("fmt", "observe_r1/format_rate"),
-              ("bonus", "observe_r1/bonus_rate"), ("weight", "observe_r1/dyna_weight_mean"),
-              ("|adv|", "observe_r1/advantage_abs_mean"),
-              ("zero-std", "dynamic_sampling/zero_std_generated"), ("rounds", "dynamic_sampling/generation_rounds"),
-              ("len", "completions/mean_length"),
-              ("level d", "observe_r1/curriculum_difficulty"), ("kl", "kl")]  # fmt: skip
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        """The bar only on a terminal: in a log file its carriage returns glue it to the step lines."""
-        if state.is_world_process_zero:
-            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, disable=not sys.stderr.isatty())
-        self.current_step = 0
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        """Print one line per training log through the progress bar."""
-        if not state.is_world_process_zero or self.training_bar is None or not logs:
-            return
-        if "reward" not in logs:  # end-of-training summary
-            return super().on_log(args, state, control, logs=logs, **kwargs)
-        parts = [f"{name} {logs[key]:.3g}" for name, key in self.FIELDS if key in logs]
-        self.training_bar.write(f"step {state.global_step:4d} | " + " | ".join(parts))
-
-
-def use_concise_progress(trainer) -> None:
-    """Replace the Trainer's log printer (a dict of ~40 numbers per step) with :class:`ConciseProgress`."""
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(ConciseProgress())
-
-
-class MetricsJsonl(TrainerCallback):
-    """Append every log of the main process to ``metrics.jsonl`` under stable, short names."""
-
-    ALIASES = {
-        "accuracy": "observe_r1/accuracy",
-        "format_rate": "observe_r1/format_rate",
-        "bonus_rate": "observe_r1/bonus_rate",
-        "dyna_weight_mean": "observe_r1/dyna_weight_mean",
-        "completion_length": "completions/mean_length",
-        "curriculum_difficulty": "observe_r1/curriculum_difficulty",
-        "curriculum_position": "observe_r1/curriculum_position",
-        "length_correct": "observe_r1/length_correct",
-        "length_incorrect": "observe_r1/length_incorrect",
-        "zero_std_generated": "dynamic_sampling/zero_std_generated",
-        "zero_std_trained": "dynamic_sampling/zero_std_trained",
-        "generation_rounds": "dynamic_sampling/generation_rounds",
-        "prompts_consumed": "dynamic_sampling/prompts_consumed",
-    }
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        """One line per training log; aliased metrics appear once, under their short name."""
-        if not state.is_world_process_zero or not logs or "reward" not in logs:
-            return
-        long_names = {v: k for k, v in self.ALIASES.items()}
-        row = {"step": state.global_step, **{long_names.get(k, k): v for k, v in logs.items()}}
-        append_jsonl(self.path, [row])
