@@ -44,7 +44,7 @@ def step_stats(metrics_path: Path) -> dict:
 
     consumed, total = [], 0
     for row in rows:
-        total += row["prompts_consumed"]
+        total += row["prompts_generated"]
         consumed.append(total)
     return {
         "steps": len(rows),
@@ -71,7 +71,7 @@ def timing(demo: Path, out: Path, seed: int, steps: int) -> None:
                **recipe)  # fmt: skip
         stats = step_stats(run_dir / "metrics.jsonl")
         rows = read_jsonl(run_dir / "metrics.jsonl")
-        per_prompt = statistics.median(r["step_time"] / r["prompts_consumed"] for r in rows)
+        per_prompt = statistics.median(r["step_time"] / r["prompts_generated"] for r in rows)
         result[name] = {"steps": stats["steps"], "seconds_per_step": stats["seconds_per_step"],
                         "seconds_per_prompt": per_prompt, "generation_rounds": stats["generation_rounds"],
                         "prompts_per_step": stats["cumulative_prompts"][-1] / stats["steps"]}  # fmt: skip

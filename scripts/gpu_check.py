@@ -19,7 +19,7 @@ It runs, in order:
    doubled: the same 128 completions per generation) until it fits, and the JSON says so. Seconds per phase:
    generation, old/reference log-probs, loss + backward, optimizer; generated and trained tokens per second;
    MFU = 6 × parameters × trained tokens / (loss + backward seconds × the GPU's dense bf16 peak).
-3. **ladder rating**: k = 8 sampled responses per item (the CPU default: 4); **eval**: greedy, one response per item.
+3. **ladder rating**: k = 8 sampled responses per item (the CPU default: 2); **eval**: greedy, one response per item.
 
 Writes ``gpu_check.json`` (every field; ``mfu`` is null on a CPU, where memory is the process's peak RSS) and
 ``gpu_check.md`` into ``--out``.
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=256, help="Generated tokens per completion (all of them).")
     parser.add_argument("--steps", type=int, default=None, help="Optimizer steps measured (default: 2; CPU 1).")
     parser.add_argument(
-        "--micro-batch", type=int, default=None, help="Completions per micro-step (default: the recipe's; CPU 4)."
+        "--micro-batch", type=int, default=None, help="Completions per micro-step (default: the recipe's; CPU 2)."
     )
     parser.add_argument("--data", default=".gpu_data/mathvision/data/test.jsonl", help="MATH-V rows with images.")
     parser.add_argument(
@@ -289,12 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--rating-items", type=int, default=None, help="Items rated, k=8 (default: 16; CPU 1).")
     parser.add_argument("--eval-items", type=int, default=None, help="Items evaluated (default: 32; CPU 2).")
-    parser.add_argument("--num-generations", type=int, default=None, help="Completions per prompt (8; CPU 4).")
+    parser.add_argument("--num-generations", type=int, default=None, help="Completions per prompt (8; CPU 2).")
     args = parser.parse_args(argv)
     on_cpu = args.device == "cpu"  # the same code, sized to prove itself in a test on 2 cores
-    args.num_generations = args.num_generations or (4 if on_cpu else 8)
+    args.num_generations = args.num_generations or (2 if on_cpu else 8)
     args.steps = args.steps or (1 if on_cpu else 2)
-    args.micro_batch = args.micro_batch or (4 if on_cpu else None)
+    args.micro_batch = args.micro_batch or (2 if on_cpu else None)
     args.rating_items = args.rating_items or (1 if on_cpu else 16)
     args.prompts_per_generation = args.prompts_per_generation or (1 if on_cpu else 16)
     args.eval_items = args.eval_items or (2 if on_cpu else 32)

@@ -45,4 +45,4 @@ def test_quick_demo_writes_a_well_formed_summary_and_report(tmp_path):
     metrics = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == summary["rl_steps"]
     assert {"step", "reward", "accuracy", "format_rate", "bonus_rate", "dyna_weight_mean", "zero_std_generated",
-            "zero_std_trained", "generation_rounds", "prompts_consumed"} <= set(metrics[0])  # fmt: skip
+            "zero_std_trained", "generation_rounds", "prompts_generated"} <= set(metrics[0])  # fmt: skip

@@ -52,10 +52,10 @@ def _consumed(out):
 @pytest.mark.slow
 def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path, extra):
     data = write_dataset(generate_items(48, seed=5), tmp_path / "data")
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    straight = tmp_path / "straight"
-    subprocess.run(_train_cmd(tiny_model_dir, data, straight, *extra), check=True, capture_output=True, env=env,
-                   timeout=300)  # fmt: skip
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}  # two runs share the cores
+    straight = tmp_path / "straight"  # the uninterrupted run, beside the one that is killed (2 cores: less wall time)
+    uninterrupted = subprocess.Popen(_train_cmd(tiny_model_dir, data, straight, *extra), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=env)  # fmt: skip
 
     crashed = tmp_path / "crashed"
     proc = subprocess.Popen(_train_cmd(tiny_model_dir, data, crashed, *extra), stdout=subprocess.DEVNULL,
@@ -75,6 +75,8 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
 
     subprocess.run(_train_cmd(tiny_model_dir, data, crashed, *extra, "--resume", "true"), check=True,
                    capture_output=True, env=env, timeout=300)  # fmt: skip
+    _, errors = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, errors[-3000:]
     assert _consumed(crashed) == _consumed(straight)
     if extra:  # the resumed run continued the prompt cursor, dropped groups included
         assert all("dropped" in row for row in _consumed(crashed))

@@ -45,7 +45,7 @@ def test_constant_groups_are_replaced_by_the_next_prompts(tiny_model_dir, tmp_pa
     assert all(row["surplus"] == [] for row in consumed)
     metrics = read_jsonl(tmp_path / "out" / "metrics.jsonl")
     assert [m["generation_rounds"] for m in metrics] == [2, 1, 2]
-    assert [m["prompts_consumed"] for m in metrics] == [4, 2, 4]
+    assert [m["prompts_generated"] for m in metrics] == [4, 2, 4]
     assert [m["zero_std_generated"] for m in metrics] == [0.5, 0.0, 0.5]
     assert [m["zero_std_trained"] for m in metrics] == [0.0, 0.0, 0.0]
     assert moved

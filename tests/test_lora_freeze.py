@@ -139,10 +139,10 @@ def test_lora_resume_restores_the_adapters_bit_for_bit(tiny_model_dir, tmp_path)
 def test_lora_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path):
     data = write_dataset(generate_items(48, seed=5), tmp_path / "data")
     extra = ["--use-peft", "true", "--lora-r", "4"]  # with dynamic sampling: the in-process resume test above
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}  # two runs share the cores
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    subprocess.run(_train_cmd(tiny_model_dir, data, straight, *extra), check=True, capture_output=True, env=env,
-                   timeout=300)  # fmt: skip
+    uninterrupted = subprocess.Popen(_train_cmd(tiny_model_dir, data, straight, *extra), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=env)  # fmt: skip
     code = run_until_killed(_train_cmd(tiny_model_dir, data, crashed, *extra), crashed, checkpoint="checkpoint-4",
                             consumed_lines=6, env=env)  # fmt: skip
     assert code == -signal.SIGKILL, "the run finished before it could be killed"
@@ -150,6 +150,8 @@ def test_lora_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir
     assert len(_consumed(crashed)) < 12
     subprocess.run(_train_cmd(tiny_model_dir, data, crashed, *extra, "--resume", "true"), check=True,
                    capture_output=True, env=env, timeout=300)  # fmt: skip
+    _, errors = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, errors[-3000:]
     assert _consumed(crashed) == _consumed(straight)
     assert [row["step"] for row in _consumed(crashed)] == list(range(12))
     assert is_adapter_dir(crashed / "final") and Path(adapter_base(crashed / "final")) == Path(tiny_model_dir)

@@ -83,7 +83,7 @@ def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
     result = json.loads((out / "gpu_check.json").read_text())
     training = result["training"]
     assert result["parameters_full"] == 3_754_622_976 and result["layers"] == 1 and result["vision_layers"] == 1
-    assert training["generated_tokens"] == 4 * 16  # random weights never stop: every completion is full length
+    assert training["generated_tokens"] == 2 * 16  # random weights never stop: every completion is full length
     assert training["trained_tokens"] > training["generated_tokens"]
     assert set(training["phases_s_per_step"]) == {"generation", "old_ref_logprobs", "scoring_and_other",
                                                   "loss_backward", "optimizer"}  # fmt: skip

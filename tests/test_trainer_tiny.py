@@ -70,7 +70,7 @@ def test_ordered_curriculum_consumes_file_order(tiny_model_dir, tmp_path):
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]
     assert "accuracy" in metrics[0] and "observe_r1/accuracy" not in metrics[0]  # each metric once
     # without dynamic sampling: one round of 2 prompts a step, the trained groups are the generated ones
-    assert all(m["generation_rounds"] == 1 and m["prompts_consumed"] == 2 for m in metrics)
+    assert all(m["generation_rounds"] == 1 and m["prompts_generated"] == 2 for m in metrics)
     assert all(m["zero_std_generated"] == m["zero_std_trained"] for m in metrics)
     ids = [i for row in rows for i in row["ids"]]
     assert ids == dataset["id"][:8]  # 4 steps x 2 prompts, in file order

@@ -111,7 +111,7 @@ def sampling_metrics(generated: GroupBatch, trained: GroupBatch, rounds: int) ->
         SAMPLING + "zero_std_generated": 1.0 - generated.informative().float().mean().item(),
         SAMPLING + "zero_std_trained": 1.0 - trained.informative().float().mean().item(),
         SAMPLING + "generation_rounds": float(rounds),
-        SAMPLING + "prompts_consumed": float(generated.correct.shape[0]),
+        SAMPLING + "prompts_generated": float(generated.correct.shape[0]),
     }
 
 
