@@ -220,7 +220,7 @@ class RefillStep:
             max_rounds,
         )
         self.flags: list[list[bool]] = []  # flags[r][g]: group g of round r is informative
-        self.rows: list[int] = []  # completions per process in each round
+        self.per_process: list[int] = []  # completions each process holds, per round
 
     def next_prompts(self) -> list[int] | None:
         """Dataset indices of the next round's prompts (each once; repeat them ``G`` times), or None when the step
@@ -231,12 +231,12 @@ class RefillStep:
         count = refill_size(self.target, informative, generated, self.G, self.world)
         indices = self.cursor.take(count, new_epoch=not self.flags)
         if indices is not None:
-            self.rows.append(count * self.G // self.world)
+            self.per_process.append(count * self.G // self.world)
         return indices
 
     def local_rows(self, indices: list[int], rank: int) -> list[int]:
         """The dataset index of each completion process ``rank`` generates in this round."""
-        size = self.rows[-1]
+        size = self.per_process[-1]
         return [i for i in indices for _ in range(self.G)][rank * size : (rank + 1) * size]
 
     def record(self, informative: list[bool]) -> None:
@@ -256,8 +256,8 @@ class RefillStep:
 
     def placement(self, trained: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
         """``(round, owner process, row on the owner)`` of each trained completion, in trained order."""
-        G = self.G
-        return [(r, (g * G + m) // self.rows[r], (g * G + m) % self.rows[r]) for r, g in trained for m in range(G)]
+        G, size = self.G, self.per_process
+        return [(r, (g * G + m) // size[r], (g * G + m) % size[r]) for r, g in trained for m in range(G)]
 
 
 def gather_trained_rows(accelerator, outputs: list[dict], wanted: list[tuple[int, int, int]], local: int,

@@ -43,7 +43,7 @@ class GroupBatch(NamedTuple):
     correct: torch.Tensor  # (n, G) bool
     rewards: torch.Tensor  # (n * G, num_reward_funcs), unweighted
     lengths: torch.Tensor  # (n, G)
-    rows: list  # (id, row, difficulty) of each of the n * G completions
+    sources: list  # (prompt id, dataset row, difficulty) of each of the n * G completions
 
     def informative(self) -> torch.Tensor:
         """``(n,)`` bool: the group has a non-zero advantage (so it moves the policy)."""
@@ -52,7 +52,7 @@ class GroupBatch(NamedTuple):
     def group_ids(self) -> list:
         """The prompt id of each group."""
         G = self.correct.shape[1]
-        return [row[0] for row in self.rows[::G]]
+        return [source[0] for source in self.sources[::G]]
 
     def take(self, groups: list[int]) -> GroupBatch:
         """These groups only."""
@@ -60,16 +60,17 @@ class GroupBatch(NamedTuple):
         index = torch.tensor(groups, dtype=torch.long)
         flat = (index[:, None] * G + torch.arange(G)).flatten()
         result = GroupAdvantages(*(t[index.to(t.device)] for t in self.result))
-        rows = [self.rows[i] for i in flat.tolist()]
+        sources = [self.sources[i] for i in flat.tolist()]
         return GroupBatch(result, self.correct[index], self.rewards[flat.to(self.rewards.device)],
-                          self.lengths[index], rows)  # fmt: skip
+                          self.lengths[index], sources)  # fmt: skip
 
     @staticmethod
     def cat(batches: list[GroupBatch]) -> GroupBatch:
         """Groups of several batches, in order."""
         result = GroupAdvantages(*(torch.cat(parts) for parts in zip(*(b.result for b in batches), strict=True)))
+        sources = [source for b in batches for source in b.sources]
         return GroupBatch(result, torch.cat([b.correct for b in batches]), torch.cat([b.rewards for b in batches]),
-                          torch.cat([b.lengths for b in batches]), [r for b in batches for r in b.rows])  # fmt: skip
+                          torch.cat([b.lengths for b in batches]), sources)  # fmt: skip
 
 
 def group_metrics(groups: GroupBatch, reward_names: list[str], dataset_size: int | None) -> dict[str, float]:
@@ -91,10 +92,10 @@ def group_metrics(groups: GroupBatch, reward_names: list[str], dataset_size: int
     for name, mask in (("correct", correct), ("incorrect", ~correct)):
         if mask.any():
             out[f"length_{name}"] = lengths[mask].float().mean().item()
-    difficulties = [d for _, _, d in groups.rows if d is not None and d >= 0]
+    difficulties = [d for _, _, d in groups.sources if d is not None and d >= 0]
     if difficulties:
         out["curriculum_difficulty"] = sum(difficulties) / len(difficulties)
-    positions = [r for _, r, _ in groups.rows if r is not None and r >= 0]
+    positions = [r for _, r, _ in groups.sources if r is not None and r >= 0]
     if positions and dataset_size:
         out["curriculum_position"] = (max(positions) + 1) / dataset_size
     return {OURS + k: v for k, v in out.items()}

@@ -161,8 +161,8 @@ class ObserveR1Trainer(GRPOTrainer):
         local = len(inputs)
         start = self.accelerator.process_index * local
         output["advantages"] = advantages[start : start + local].to(output["advantages"].dtype)
-        rows = gather_object([(x.get("id"), x.get("row", -1), x.get("difficulty", -1.0)) for x in inputs])
-        return output, GroupBatch(result, correct, rewards_per_func, lengths, rows)
+        sources = gather_object([(x.get("id"), x.get("row", -1), x.get("difficulty", -1.0)) for x in inputs])
+        return output, GroupBatch(result, correct, rewards_per_func, lengths, sources)
 
     def _generate_with_refills(self, local: int) -> dict:
         """Dynamic sampling: generation rounds for the cursor's next prompts (:class:`RefillStep`) until the step
