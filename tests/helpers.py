@@ -164,3 +164,18 @@ def run_until_killed(cmd: list[str], out: Path, *, checkpoint: str, consumed_lin
             break
         time.sleep(0.01)
     return proc.wait()
+
+
+def run_two_processes(script: str, *args, ranks_dir: Path) -> list:
+    """Run ``tests/dist/SCRIPT`` on 2 CPU processes (torchrun, gloo, a free port) and return what each rank wrote
+    to ``ranks_dir/rank{0,1}.json``; a failing run fails the test with the end of its stderr."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+           str(root / "tests" / "dist" / script), *map(str, args)]  # fmt: skip
+    result = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads((Path(ranks_dir) / f"rank{r}.json").read_text()) for r in (0, 1)]

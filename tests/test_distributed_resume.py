@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from observe_r1.synth import generate_items, write_dataset
+from tests.helpers import run_two_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -18,11 +19,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.slow
 def test_groups_split_across_two_processes_get_whole_group_advantages(tiny_model_dir, tmp_path):
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29531",
-           str(ROOT / "tests/dist/group_split.py"), str(tiny_model_dir), str(tmp_path / "out.json")]  # fmt: skip
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    results = run_two_processes("group_split.py", tiny_model_dir, tmp_path / "out.json", ranks_dir=tmp_path)
     ranks = [r["checks"] for r in results]
     # reward statistics are summed over processes: rank 0 counts 1 timeout per step, rank 1 counts 2
     assert [r["timeouts_local"] for r in results] == [3, 6]
@@ -90,11 +87,7 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
 
 @pytest.mark.slow
 def test_dynamic_sampling_with_groups_split_across_two_processes(tiny_model_dir, tmp_path):
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533",
-           str(ROOT / "tests/dist/dynamic_sampling.py"), str(tiny_model_dir), str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = run_two_processes("dynamic_sampling.py", tiny_model_dir, tmp_path, ranks_dir=tmp_path)
     consumed = _consumed(tmp_path / "run")
     ids = [f"synth-0-{i}" for i in range(24)]
     # rows 0, 3, 6, 9 are constant. Step 0: round 1 = rows 0-2 (2 informative), round 2 = the missing group over

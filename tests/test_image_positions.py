@@ -5,9 +5,6 @@ side while ``prompt_ids`` are left-padded (huggingface/trl#5785). These tests tr
 the 3B recipe's pixel budget and check the marks on every forward (generation, old/ref log-probs, loss).
 """
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from tests.helpers import (
     ScriptedGroups,
     benchmark_file,
     mathvision_dataset,
+    run_two_processes,
     tiny_config,
 )
 
@@ -82,11 +80,7 @@ def test_plain_trl_misaligns_the_same_batches(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_two_processes_real_images_aligned_on_every_forward(tiny_model_dir, tmp_path):
     benchmark_file("mathvision/data/test.jsonl")
-    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533",
-           str(ROOT / "tests/dist/image_positions.py"), str(tiny_model_dir), str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = run_two_processes("image_positions.py", tiny_model_dir, tmp_path, ranks_dir=tmp_path)
     for rank in ranks:
         assert rank["world"] == 2 and rank["grad_forwards"] >= 2
         assert sum(rank["misaligned"]) == 0, rank["misaligned"]

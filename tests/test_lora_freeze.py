@@ -1,7 +1,6 @@
 """A frozen vision tower or projector and LoRA on the tiny model, on CPU (docs/lora.md): what must not move stays
 bit-identical, what trains moves, and LoRA runs resume, evaluate and merge like full fine-tunes."""
 
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from observe_r1.models import load_policy
 from observe_r1.rewards import FormatReward
 from observe_r1.synth import generate_items, write_dataset
 from observe_r1.train import build_trainer, parse_train_args, run_training, save_final
-from tests.helpers import ParityAccuracy, run_until_killed, synth_dataset, tiny_config
+from tests.helpers import ParityAccuracy, run_two_processes, run_until_killed, synth_dataset, tiny_config
 from tests.test_distributed_resume import _consumed, _train_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,11 +186,7 @@ def test_eval_on_the_adapter_folder_equals_eval_on_the_merged_model(tiny_model_d
 
 @pytest.mark.slow
 def test_two_processes_train_the_same_adapters_and_freeze_the_same_tower(tiny_model_dir, tmp_path):
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29537",
-           str(ROOT / "tests/dist/lora_freeze.py"), str(tiny_model_dir), str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = run_two_processes("lora_freeze.py", tiny_model_dir, tmp_path, ranks_dir=tmp_path)
     for name in ("lora", "frozen_tower"):
         zero, one = ranks[0][name], ranks[1][name]
         assert zero["world"] == 2 and zero["moved"] and zero["moved"] == zero["trainable"]
