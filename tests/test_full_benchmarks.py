@@ -234,3 +234,18 @@ def test_mmmu_and_mathverse_breakdowns():
     items = [{"id": str(i), "meta": {"problem_version": v}} for i, v in enumerate(versions)]
     f = figures("mathverse", items, {"0": True, "1": True, "2": False})
     assert f["per_problem_version"] == {"Text Dominant": 1.0, "Vision Only": 0.5}
+
+
+def test_compare_shows_the_official_figures_first(tmp_path):
+    from observe_r1.eval import compare
+
+    items, _ = load_items(_full("wemath"), images="ignore")
+    write_jsonl(tmp_path / "r.jsonl", [{"id": it["id"], "response": _respond(it["answer"])} for it in items])
+    score_responses(_full("wemath"), tmp_path / "r.jsonl", tmp_path / "wemath")
+    write_jsonl(tmp_path / "w.jsonl", [{"id": it["id"], "response": _respond("Z")} for it in items])
+    score_responses(_full("wemath"), tmp_path / "w.jsonl", tmp_path / "wrong")
+    table = (compare([tmp_path / "wemath", tmp_path / "wrong"], tmp_path / "cmp") / "compare.md").read_text()
+    header, _, right, wrong = table.splitlines()
+    assert header.startswith("| run | official score (strict) | official score (loose) | accuracy |")
+    assert right.startswith("| wemath | 1.000 | 1.000 | 1.000 |")
+    assert wrong.startswith("| wrong | 0.000 | 0.000 | 0.000 |")  # every problem IK: score (525 - 525) / 525

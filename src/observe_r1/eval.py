@@ -274,8 +274,9 @@ def run_labels(run_dirs: list[str | Path]) -> list[str]:
 
 
 def compare(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
-    """Side-by-side table (``compare.md``) and bar chart (``compare.png``) of several eval directories, labelled
-    ``labels`` (default: :func:`run_labels`)."""
+    """Side-by-side table (``compare.md``: the benchmarks' official figures first, then the reward's accuracy,
+    format rate and lengths) and bar chart (``compare.png``) of several eval directories, labelled ``labels``
+    (default: :func:`run_labels`)."""
     plt = pyplot()
 
     out = Path(out)
@@ -287,9 +288,12 @@ def compare(run_dirs: list[str | Path], out: str | Path, labels: list[str] | Non
         label: json.loads((Path(d) / "results.json").read_text()) for label, d in zip(labels, run_dirs, strict=True)
     }
     keys = ["accuracy", "format_rate", "mean_tokens_correct", "mean_tokens_incorrect"]
-    lines = ["| run | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    official = {name: dict(headline(r.get("official"))) for name, r in results.items()}
+    columns = list(dict.fromkeys(f"official {k}" for figures in official.values() for k in figures))
+    lines = ["| run | " + " | ".join(columns + keys) + " |", "|---" * (len(columns + keys) + 1) + "|"]
     for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.3f}" if r[k] is not None else "-" for k in keys) + " |")
+        cells = [official[name].get(c.removeprefix("official ")) for c in columns] + [r[k] for k in keys]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" if v is not None else "-" for v in cells) + " |")
     (out / "compare.md").write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = list(results)
