@@ -1,14 +1,15 @@
 """observe-r1's official figures next to the figures the benchmark authors' own evaluation code gives, on the same
 answers, for MATH-V, MathVista, We-Math and LogicVista.
 
-    .venv/bin/python bench/official_agreement.py --repos DIR [--benchmarks ../shared/benchmarks] \
+    .venv/bin/python bench/official_agreement.py --repos DIR [--benchmarks DIR] \
         [--out bench/results/official_agreement] [--official-python PY] [--only mathvista wemath] [--seed 0]
     .venv/bin/python bench/official_agreement.py --repos DIR --theirs-only     # the authors' side alone
     .venv/bin/python bench/official_agreement.py --repos DIR --plain    # only gold/wrong/empty answers
 
 ``--repos DIR`` holds the authors' GitHub repositories as published: ``DIR/MathVista``, ``DIR/MATH-V``,
 ``DIR/We-Math``, ``DIR/LogicVista`` (text files are enough; no image is opened). Nothing is fetched at run time.
-``--benchmarks DIR`` holds ``<name>/full/`` with each benchmark's complete published file.
+The benchmark files are read from those repositories (``data/...``); ``--benchmarks DIR`` reads them instead from
+``DIR/<name>/full/`` (a folder of the complete published files).
 
 For every row of each FULL benchmark file the script crafts one response (seeded): the gold answer, the gold as
 option text, the gold in other forms (``(B)``, ``\\boxed{..}``, ``7.0``, extra decimals, lower case, letters in
@@ -90,10 +91,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 REPO_ROOT = HERE.parents[1]
 BENCHMARKS = {
-    "mathvision": {"repo": "MATH-V", "file": "mathvision/full/test.jsonl"},
-    "mathvista": {"repo": "MathVista", "file": "mathvista/full/testmini.json"},
-    "wemath": {"repo": "We-Math", "file": "wemath/full/testmini.json"},
-    "logicvista": {"repo": "LogicVista", "file": "logicvista/full/dataset.json"},
+    "mathvision": {"repo": "MATH-V", "file": "mathvision/full/test.jsonl", "in_repo": "data/test.jsonl"},
+    "mathvista": {"repo": "MathVista", "file": "mathvista/full/testmini.json", "in_repo": "data/testmini.json"},
+    "wemath": {"repo": "We-Math", "file": "wemath/full/testmini.json", "in_repo": "data/testmini.json"},
+    "logicvista": {"repo": "LogicVista", "file": "logicvista/full/dataset.json", "in_repo": "data/dataset.json"},
 }
 # Figures that must agree exactly (ours − theirs == 0).
 TARGETS = {
@@ -954,7 +955,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repos", type=Path, help="folder with MathVista/, MATH-V/, We-Math/, LogicVista/")
-    parser.add_argument("--benchmarks", type=Path, default=REPO_ROOT.parent / "shared" / "benchmarks")
+    parser.add_argument(
+        "--benchmarks", type=Path, default=None, help="<name>/full/ files (default: the repositories')"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "official_agreement")
     parser.add_argument(
         "--official-python",
@@ -991,7 +994,9 @@ def main(argv: list[str] | None = None) -> int:
     failing = []
     for name in args.only:
         spec = BENCHMARKS[name]
-        benchmark = (args.benchmarks / spec["file"]).resolve()
+        benchmark = (
+            args.benchmarks / spec["file"] if args.benchmarks else args.repos / spec["repo"] / spec["in_repo"]
+        ).resolve()
         repo = (args.repos / spec["repo"]).resolve()
         if not benchmark.exists() or not repo.exists():
             raise SystemExit(f"{name}: missing {benchmark if not benchmark.exists() else repo}")
