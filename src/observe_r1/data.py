@@ -33,6 +33,7 @@ from PIL import Image
 from observe_r1.layouts import IMAGE_FIELDS, PARSERS, RowError, detect_layout, parse_row
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
 from observe_r1.rewards import unscoreable as unscoreable_reason
+from observe_r1.rewards import unscoreable_kind
 
 # Decompression-bomb guard: refuse images above this many pixels before decoding them.
 Image.MAX_IMAGE_PIXELS = 64_000_000
@@ -264,7 +265,7 @@ def load_items(
                     raise RowError("answer", f"{reason} (unscoreable gold)")
                 report.unscoreable[item["id"]] = reason
                 if unscoreable == "drop":
-                    report.skipped[f"answer: {reason.split(' (')[0]}"] += 1
+                    report.skipped[f"answer: {unscoreable_kind(reason)}"] += 1
                     continue
             if images != "ignore":
                 field_name = "decoded_image" if "decoded_image" in row else IMAGE_FIELDS[layout]

@@ -24,7 +24,10 @@ import math
 from pathlib import Path
 
 import torch
+from accelerate.utils import gather_object, send_to_device
 from trl.trainer.utils import pad, split_pixel_values_by_grid
+
+from observe_r1.models import image_token_types
 
 STATE_FILE = "dynamic_sampling.json"
 
@@ -266,10 +269,6 @@ def gather_trained_rows(accelerator, outputs: list[dict], wanted: list[tuple[int
     into one generation output; row ``j`` goes to process ``j // local``, as TRL slices a generation batch. Rows
     generated on another process travel by ``gather_object`` (on CPU). ``mm_token_type_ids`` are rebuilt from
     the ids (``image_token_ids``: the image- and video-pad ids) and ``num_items_in_batch`` counted over processes."""
-    from accelerate.utils import gather_object, send_to_device
-
-    from observe_r1.models import image_token_types
-
     rank = accelerator.process_index
     rows = {r: split_rows(output) for r, output in enumerate(outputs)}
     mine = wanted[rank * local : (rank + 1) * local]

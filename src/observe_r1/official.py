@@ -350,16 +350,15 @@ def _rate(values: list[bool]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _by(items: list[dict], verdicts: dict[str, bool], field: str) -> dict[str, float]:
-    """Accuracy per value of ``meta[field]`` (an item with a list of values counts under each). For LogicVista's
-    capability, a combined value counts under each of its parts ("diagram and ocr" under diagram and under ocr),
-    as its script matches capability names inside the row's value."""
+def _by(items: list[dict], verdicts: dict[str, bool], field: str, split: str | None = None) -> dict[str, float]:
+    """Accuracy per value of ``meta[field]`` (an item with a list of values counts under each; with ``split``, a
+    combined value also counts under each of its parts)."""
     groups = defaultdict(list)
     for item in items:
         value = (item.get("meta") or {}).get(field)
         values = list(value) if isinstance(value, list | tuple) else [value]
-        if field == "broad_capability":
-            values = [part for v in values for part in str(v).split(" and ")]
+        if split:
+            values = [part for v in values for part in str(v).split(split)]
         for v in values:
             if v is not None and v != "":
                 groups[str(v)].append(verdicts[item["id"]])
@@ -434,7 +433,8 @@ GROUPS = {
                   "per_source": "source", "per_category": "category", "per_task": "task", "per_context": "context",
                   "per_grade": "grade", "per_skill": "skills"},
     "mathvision": {"per_subject": "subject", "per_level": "level"},
-    "logicvista": {"per_skill": "skill", "per_capability": "broad_capability",
+    # LogicVista's script finds a capability name inside the row's value: "diagram and ocr" counts under both
+    "logicvista": {"per_skill": "skill", "per_capability": ("broad_capability", " and "),
                    "per_specific_capability": "specific_capability"},
     "mathverse": {"per_problem_version": "problem_version"},
 }  # fmt: skip
@@ -447,7 +447,8 @@ def figures(benchmark: str, items: list[dict], verdicts: dict[str, bool]) -> dic
     if benchmark == "mmmu":
         return mmmu_figures(items, verdicts)
     out = {"accuracy": _rate([verdicts[it["id"]] for it in items])}
-    out.update({name: _by(items, verdicts, field) for name, field in GROUPS.get(benchmark, {}).items()})
+    for name, spec in GROUPS.get(benchmark, {}).items():
+        out[name] = _by(items, verdicts, *(spec if isinstance(spec, tuple) else (spec,)))
     return out
 
 

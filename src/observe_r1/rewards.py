@@ -115,6 +115,15 @@ def unscoreable(answer, *, max_text_words: int | None = None) -> str | None:
     return None
 
 
+def unscoreable_kind(reason: str) -> str:
+    """A reason given by :func:`unscoreable`, without the gold it may quote: what loaders and filters count.
+
+    >>> unscoreable_kind("answer '\\frac{1}{2' can't be parsed as a number or LaTeX"), unscoreable_kind("empty answer")
+    ("answer can't be parsed", 'empty answer')
+    """
+    return "answer can't be parsed" if reason.startswith("answer '") else reason
+
+
 def _normalize_text(text: str) -> str:
     return " ".join(text.casefold().replace("\\text{", "").replace("}", "").split()).rstrip(".")
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
-from observe_r1.rewards import score_completions, unscoreable
+from observe_r1.rewards import score_completions, unscoreable, unscoreable_kind
 
 ANSWER_ONLY_PROMPT = "Look at the image and give only the final answer, with no explanation."
 
@@ -97,7 +97,7 @@ def verifiable_filter(
             where = f"{item.get('source', 'source')}: row {item.get('source_row', '?')} (id {item['id']!r})"
             raise DataError(f"{where}: field 'answer': {reason} (without --strict such items are dropped and counted)")
         else:
-            drops[reason if not reason.startswith("answer '") else "answer can't be parsed"] += 1
+            drops[unscoreable_kind(reason)] += 1
     return kept, drops
 
 
