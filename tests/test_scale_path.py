@@ -58,6 +58,11 @@ def test_train_help_lists_every_field_ours_first():
 def test_vllm_without_vllm_is_one_line_naming_the_extra():
     with pytest.raises(ConfigError, match=r"use_vllm needs vLLM.*pip install 'observe-r1\[vllm\]'"):
         parse_train_args(["--config", str(ROOT / "recipes" / "observe_r1_qwen2_5_vl_3b.yaml")])
+    for flags in (["--use-vllm"], ["--use_vllm", "true"], ["--use-vllm=true"]):
+        with pytest.raises(ConfigError, match=r"use_vllm needs vLLM"):
+            parse_train_args(["--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), *flags])
+    _, config = parse_train_args(["--config", str(ROOT / "recipes" / "tiny_cpu.yaml"), "--use-vllm=false"])
+    assert not config.use_vllm
     from observe_r1.generation import make_generator
 
     with pytest.raises(ConfigError, match=r"--backend vllm needs vLLM"):

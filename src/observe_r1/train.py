@@ -148,11 +148,13 @@ def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Co
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump(merged, f)
         argv = [*argv[: i + 1], f.name, *argv[i + 2 :]]
-    wants_vllm = merged.get("use_vllm", False)
-    if "--use_vllm" in argv:  # a bare flag means true
-        value = argv[argv.index("--use_vllm") + 1 :][:1]
-        wants_vllm = not value or value[0].startswith("--") or value[0].lower() in ("true", "1", "yes")
-    check_vllm(bool(wants_vllm))  # before the config is built: its checks would fail first on a CPU machine
+    wants_vllm = bool(merged.get("use_vllm", False))
+    for i, arg in enumerate(argv):  # the last --use_vllm wins: bare (true), "--use_vllm X" or "--use_vllm=X"
+        name, eq, value = arg.partition("=")
+        if name == "--use_vllm":
+            following = argv[i + 1] if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--") else ""
+            wants_vllm = (value if eq else following or "true").lower() in ("true", "1", "yes")
+    check_vllm(wants_vllm)  # before the config is built: its checks would fail first on a CPU machine
     parser = TrlParser((TrainScriptArguments, ObserveR1Config))
     try:
         script_args, config = parser.parse_args_and_config(argv)[:2]
