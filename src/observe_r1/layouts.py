@@ -213,10 +213,6 @@ def _item(row_id, question, answer, images, *, choices=(), category="all", hint=
     return item
 
 
-# The metadata fields MathVista's scorer breaks its accuracy down by (besides question and answer type).
-MATHVISTA_GROUPS = ("language", "source", "category", "task", "context", "grade", "skills")
-
-
 def _mathvista(row):
     choices = parse_list(row.get("choices"), "choices")
     answer_type, precision, unit = row.get("answer_type"), row.get("precision"), row.get("unit")
@@ -233,8 +229,8 @@ def _mathvista(row):
     answer = letter_answer(row["answer"], choices, gold_is_text=True) if choices else row["answer"]
     metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
     image = row.get("decoded_image") or row.get("image")
-    meta = {"question_type": row.get("question_type"), "answer_type": answer_type,
-            **{k: metadata.get(k) for k in MATHVISTA_GROUPS if k in metadata}}  # fmt: skip
+    # its scorer groups accuracy by the metadata fields and by question and answer type (official.GROUPS)
+    meta = {**metadata, "question_type": row.get("question_type"), "answer_type": answer_type}
     return _item(row.get("pid", row.get("_key")), row["question"], answer, [image] if image else [],
                  choices=choices, category=metadata.get("category"), hint=hint, answer_type=answer_type,
                  precision=int(precision) if answer_type == "float" and precision is not None else None,
