@@ -7,7 +7,8 @@ Needs the per-seed demo directories written by bench/demo_seeds.py (warm start, 
 variant trains from a seed's warm start for as many steps as that seed's demo RL run (one pass over its ladder),
 and held-out greedy accuracy is measured at 0, 25, 50, 75 and 100 % of the steps. Observe-R1 *is* the demo's own
 run (its learning curve is reused). Variants (docs/method.md §6): plain GRPO (shuffled, no bonus, no weighting),
-random order (full rewards, shuffled), no bonus, no weighting. Each run writes OUT/VARIANT/seed-S/result.json (so
+random order (full rewards, shuffled), no bonus, no weighting, and Observe-R1 and plain GRPO each with dynamic
+sampling. Each run writes OUT/VARIANT/seed-S/result.json (so
 several invocations can share the work); the report gives accuracy at each curve point and the area under the
 curve (accuracy averaged over the run, trapezoids), mean ± standard error over seeds, and a plot.
 """
@@ -20,12 +21,16 @@ from pathlib import Path
 from observe_r1.demo import DemoScale, rl_curve
 from observe_r1.plots import pyplot
 
+PLAIN = {"curriculum": "shuffled", "use_bonus": False, "use_dyna_weight": False}
 VARIANTS = {
     "observe_r1": {},
-    "plain_grpo": {"curriculum": "shuffled", "use_bonus": False, "use_dyna_weight": False},
+    "plain_grpo": PLAIN,
     "random_order": {"curriculum": "shuffled"},
     "no_bonus": {"use_bonus": False},
     "no_weighting": {"use_dyna_weight": False},
+    # both with dynamic sampling (docs/dynamic_sampling.md): groups with no signal are replaced before training
+    "observe_r1_ds": {"dynamic_sampling": True},
+    "plain_grpo_ds": {**PLAIN, "dynamic_sampling": True},
 }
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

@@ -14,10 +14,10 @@ It runs, in order:
 1. **log-probs, bf16 vs fp32**: one batch (prompt + ``--new-tokens`` random completion tokens) through the fp32
    model and through its bf16 copy; max and mean absolute difference of the per-token log-probs.
 2. **training**: ``--steps`` Observe-R1 steps (``ObserveR1Trainer``, HF generation) with the recipe's per-device
-   settings (3B and 7B: 64 completions per micro-step = 8 prompts × 8, 2 micro-steps per generation, β 0.01,
-   gradient checkpointing). When the micro-batch does not fit in memory it is halved (steps per generation
-   doubled: the same 128 completions per generation) until it fits, and the JSON says so. Seconds per phase:
-   generation, old/reference log-probs, loss + backward, optimizer; generated and trained tokens per second;
+   settings (16 prompts × 8 per generation; 8 completions per micro-step for 3B, 4 for 7B; β 0.01, gradient
+   checkpointing). When the micro-batch does not fit in memory it is halved (more micro-steps: the same 128
+   completions per generation) until it fits, and the JSON says so; ``--micro-batch`` tries a larger one. Seconds
+   per phase: generation, old/reference log-probs, loss + backward, optimizer; generated and trained tokens per second;
    MFU = 6 × parameters × trained tokens / (loss + backward seconds × the GPU's dense bf16 peak).
 3. **ladder rating**: k = 8 sampled responses per item (the CPU default: 2); **eval**: greedy, one response per item.
 
@@ -39,11 +39,12 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-# Per-device settings of recipes/observe_r1_qwen2_5_vl_{3b,7b}.yaml: 64 completions per micro-step, 2 micro-steps
-# per generation (16 prompts × 8 per GPU; 128 × 8 over 8 GPUs). A "step" below is one generation and its updates.
+# Per-device settings of recipes/observe_r1_qwen2_5_vl_{3b,7b}.yaml (a test keeps them equal): completions per
+# micro-step; every GPU generates 16 prompts × 8 per generation (128 × 8 over 8 GPUs). A "step" below is one
+# generation and all its micro-steps.
 RECIPES = {
-    "3b": {"size": "qwen2.5-vl-3b", "micro_batch": 64, "steps_per_generation": 2},
-    "7b": {"size": "qwen2.5-vl-7b", "micro_batch": 64, "steps_per_generation": 2},
+    "3b": {"size": "qwen2.5-vl-3b", "micro_batch": 8},
+    "7b": {"size": "qwen2.5-vl-7b", "micro_batch": 4},
 }
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "H800": 989.4, "A100": 312.0, "A800": 312.0, "L40S": 362.1}
 
@@ -74,7 +75,10 @@ class Phases:
             yield
         finally:
             self.sync()
-            self.seconds[name] += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.seconds[name] += seconds
+            if seconds > 1:  # a running account in the log, for a run stopped before the JSON is written
+                print(f"gpu_check: {name} {seconds:.1f} s", flush=True)
 
     def wrap(self, obj, method: str, name: str, when=lambda: True) -> None:
         """Time every call of ``obj.method`` under ``name`` (only while ``when()`` holds)."""
@@ -174,6 +178,7 @@ def train_steps(args, model_dir: Path, processor, dataset, device, micro_batch: 
     phases.wrap(trainer, "_generate", "generation")
     phases.wrap(trainer, "_get_per_token_logps_and_entropies", "old_ref_logprobs", when=lambda: not in_loss[0])
     phases.wrap(trainer, "_prepare_inputs", "prepare_inputs")
+    phases.wrap(trainer, "_calculate_rewards", "rewards")
     loss = trainer.compute_loss
 
     def marked_loss(*a, **k):
@@ -237,10 +242,20 @@ def fits(fn, device):
     try:
         return fn()
     except torch.OutOfMemoryError:
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        return None
+        pass  # freed below, once the exception and the frames it holds are gone
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return None
+
+
+def save_partial(out: Path, result: dict) -> None:
+    """What is measured so far, in case a later phase fails or the device's time runs out."""
+    (out / "gpu_check.partial.json").write_text(json.dumps(result, indent=2))
+    print(f"gpu_check: {sorted(result)} after {time.perf_counter() - STARTED:.0f} s", flush=True)
+
+
+STARTED = time.perf_counter()
 
 
 def markdown(result: dict) -> str:
@@ -249,7 +264,7 @@ def markdown(result: dict) -> str:
         ("model", f"{result['size']} ({result['parameters']:,} parameters; full depth {result['parameters_full']:,})"),
         ("device", result["device"]),
         ("micro-batch (recipe / used)", f"{result['recipe_micro_batch']} / {t['micro_batch']}"
-         + ("" if result["recipe_micro_batch_fits"] else f" (OOM at {result['oom_micro_batches']})")),
+         + (f" (OOM at {result['oom_micro_batches']})" if result["oom_micro_batches"] else "")),
         ("s/step", f"{t['s_per_step']:.2f}"),
         *((f"  {k} (s/step)", f"{v:.2f}") for k, v in t["phases_s_per_step"].items()),
         ("generated tokens/s/GPU", f"{t['generated_tokens_per_s_per_gpu']:,.0f}"),
@@ -279,25 +294,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vision-layers", type=int, default=None, help="Truncate the vision tower (default: full).")
     parser.add_argument("--max-pixels", type=int, default=2_560_000, help="The recipe's image budget.")
     parser.add_argument("--new-tokens", type=int, default=256, help="Generated tokens per completion (all of them).")
-    parser.add_argument("--steps", type=int, default=None, help="Optimizer steps measured (default: 2; CPU 1).")
+    parser.add_argument("--steps", type=int, default=None, help="Generation steps measured (default: 1).")
     parser.add_argument(
         "--micro-batch", type=int, default=None, help="Completions per micro-step (default: the recipe's; CPU 2)."
     )
+    parser.add_argument("--model-dir", default=None, help="Where the built model is saved (default: OUT/model).")
     parser.add_argument("--data", default=".gpu_data/mathvision/data/test.jsonl", help="MATH-V rows with images.")
     parser.add_argument(
         "--prompts-per-generation", type=int, default=None, help="Prompts per GPU per generation (default: 16; CPU 1)."
     )
-    parser.add_argument("--rating-items", type=int, default=None, help="Items rated, k=8 (default: 16; CPU 1).")
-    parser.add_argument("--eval-items", type=int, default=None, help="Items evaluated (default: 32; CPU 2).")
+    parser.add_argument("--rating-items", type=int, default=None, help="Items rated, k=8 (default: 8; CPU 1).")
+    parser.add_argument("--eval-items", type=int, default=None, help="Items evaluated (default: 16; CPU 2).")
     parser.add_argument("--num-generations", type=int, default=None, help="Completions per prompt (8; CPU 2).")
     args = parser.parse_args(argv)
     on_cpu = args.device == "cpu"  # the same code, sized to prove itself in a test on 2 cores
     args.num_generations = args.num_generations or (2 if on_cpu else 8)
-    args.steps = args.steps or (1 if on_cpu else 2)
+    args.steps = args.steps or 1  # one H200 step at the 3B recipe: ~170 s (docs/gpu.md)
     args.micro_batch = args.micro_batch or (2 if on_cpu else None)
-    args.rating_items = args.rating_items or (1 if on_cpu else 16)
+    args.rating_items = args.rating_items or (1 if on_cpu else 8)
     args.prompts_per_generation = args.prompts_per_generation or (1 if on_cpu else 16)
-    args.eval_items = args.eval_items or (2 if on_cpu else 32)
+    args.eval_items = args.eval_items or (2 if on_cpu else 16)
     from observe_r1.data import load_grpo_dataset, load_items, with_images
     from observe_r1.models import SHAPES, build_policy, count_parameters, num_parameters, shaped_config
 
@@ -318,24 +334,26 @@ def main(argv: list[str] | None = None) -> dict:
               "max_pixels": args.max_pixels, "new_tokens": args.new_tokens, "dtype": "bfloat16",
               "torch": torch.__version__}  # fmt: skip
     result["logprobs"] = logprob_precision(model, processor, records[0], args.new_tokens, device)
-    model_dir = out / "model"  # TRL builds its reference model from the policy's folder
+    save_partial(out, result)
+    model_dir = Path(args.model_dir or out / "model")  # TRL builds its reference model from the policy's folder
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
     del model
     gc.collect()
     dataset, _ = load_grpo_dataset(args.data)
     recipe_mb = RECIPES[args.shape]["micro_batch"]
-    tries = [args.micro_batch] if args.micro_batch else [recipe_mb, 32, 16, 8]
-    training, failed = None, []
-    for micro_batch in tries:
+    micro_batch, training, failed = args.micro_batch or recipe_mb, None, []
+    while training is None and micro_batch >= 1:
+        print(f"gpu_check: training at {micro_batch} completions per micro-step", flush=True)
         training = fits(lambda mb=micro_batch: train_steps(args, model_dir, processor, dataset, device, mb), device)
-        if training is not None:
-            break
-        failed.append(micro_batch)
+        if training is None:
+            failed.append(micro_batch)
+            micro_batch //= 2
     if training is None:
         raise SystemExit(f"gpu_check: no micro-batch fits ({failed})")
     result.update(training=training, recipe_micro_batch=recipe_mb, oom_micro_batches=failed,
-                  recipe_micro_batch_fits=training["micro_batch"] == recipe_mb)  # fmt: skip
+                  recipe_micro_batch_fits=training["micro_batch"] >= recipe_mb)  # fmt: skip
+    save_partial(out, result)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -346,11 +364,13 @@ def main(argv: list[str] | None = None) -> dict:
     result["rating"] = generation_rate(policy, processor, records[: args.rating_items], n=args.num_generations,
                                        temperature=1.0,
                                        new_tokens=args.new_tokens, batch=batch)  # fmt: skip
+    save_partial(out, result)
     result["eval"] = generation_rate(policy, processor, records[: args.eval_items], n=1, temperature=0.0,
                                      new_tokens=args.new_tokens, batch=batch)  # fmt: skip
     result["wall_s"] = time.perf_counter() - started
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     (out / "gpu_check.md").write_text(markdown(result))
+    (out / "gpu_check.partial.json").unlink(missing_ok=True)
     print(markdown(result))
     return result
 

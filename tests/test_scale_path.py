@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from observe_r1.cli import app
 from observe_r1.config import ConfigError, ObserveR1Config
 from observe_r1.models import SHAPES, count_parameters, shaped_config
-from observe_r1.train import accepted_flags, check_launch, parse_train_args, train_help
+from observe_r1.train import accepted_flags, check_launch, load_recipe, parse_train_args, train_help
 from tests.helpers import benchmark_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +76,18 @@ def test_a_multi_process_launch_that_is_not_distributed_is_refused(tmp_path):
         check_launch(config, environ={"WORLD_SIZE": "2"})
 
 
+def test_gpu_check_uses_the_recipes_per_device_settings():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    for shape, settings in gpu_check.RECIPES.items():
+        recipe = load_recipe(ROOT / "recipes" / f"observe_r1_qwen2_5_vl_{shape}.yaml")
+        assert settings["micro_batch"] == recipe["per_device_train_batch_size"], shape
+        # 16 prompts x 8 per GPU per generation: the check's default prompts per generation
+        assert recipe["steps_per_generation"] * recipe["per_device_train_batch_size"] == 16 * 8, shape
+        assert recipe["num_generations"] == 8, shape
+
+
 @pytest.mark.slow
 def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
     """scripts/gpu_check.py at the 3B shape, truncated to one layer each, on MATH-V rows: every figure is written."""
@@ -83,9 +95,10 @@ def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
     out = tmp_path / "check"
     command = [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--shape", "3b", "--device", "cpu",
                "--layers", "1", "--vision-layers", "1", "--max-pixels", "200704", "--new-tokens", "16",
-               "--data", str(data), "--out", str(out)]  # fmt: skip
+               "--data", str(data), "--out", str(out), "--model-dir", str(tmp_path / "model")]  # fmt: skip
     subprocess.run(command, check=True, cwd=ROOT, capture_output=True, timeout=600)
     result = json.loads((out / "gpu_check.json").read_text())
+    assert (tmp_path / "model" / "config.json").is_file() and not (out / "gpu_check.partial.json").exists()
     training = result["training"]
     assert result["parameters_full"] == 3_754_622_976 and result["layers"] == 1 and result["vision_layers"] == 1
     assert training["generated_tokens"] == 2 * 16  # random weights never stop: every completion is full length
