@@ -178,7 +178,6 @@ def train_steps(args, model_dir: Path, processor, dataset, device, micro_batch: 
     phases.wrap(trainer, "_generate", "generation")
     phases.wrap(trainer, "_get_per_token_logps_and_entropies", "old_ref_logprobs", when=lambda: not in_loss[0])
     phases.wrap(trainer, "_prepare_inputs", "prepare_inputs")
-    phases.wrap(trainer, "_calculate_rewards", "rewards")
     loss = trainer.compute_loss
 
     def marked_loss(*a, **k):
@@ -249,13 +248,10 @@ def fits(fn, device):
     return None
 
 
-def save_partial(out: Path, result: dict) -> None:
+def save_partial(out: Path, result: dict, started: float) -> None:
     """What is measured so far, in case a later phase fails or the device's time runs out."""
     (out / "gpu_check.partial.json").write_text(json.dumps(result, indent=2))
-    print(f"gpu_check: {sorted(result)} after {time.perf_counter() - STARTED:.0f} s", flush=True)
-
-
-STARTED = time.perf_counter()
+    print(f"gpu_check: {sorted(result)} after {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def markdown(result: dict) -> str:
@@ -334,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
               "max_pixels": args.max_pixels, "new_tokens": args.new_tokens, "dtype": "bfloat16",
               "torch": torch.__version__}  # fmt: skip
     result["logprobs"] = logprob_precision(model, processor, records[0], args.new_tokens, device)
-    save_partial(out, result)
+    save_partial(out, result, started)
     model_dir = Path(args.model_dir or out / "model")  # TRL builds its reference model from the policy's folder
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
@@ -353,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"gpu_check: no micro-batch fits ({failed})")
     result.update(training=training, recipe_micro_batch=recipe_mb, oom_micro_batches=failed,
                   recipe_micro_batch_fits=training["micro_batch"] >= recipe_mb)  # fmt: skip
-    save_partial(out, result)
+    save_partial(out, result, started)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -364,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["rating"] = generation_rate(policy, processor, records[: args.rating_items], n=args.num_generations,
                                        temperature=1.0,
                                        new_tokens=args.new_tokens, batch=batch)  # fmt: skip
-    save_partial(out, result)
+    save_partial(out, result, started)
     result["eval"] = generation_rate(policy, processor, records[: args.eval_items], n=1, temperature=0.0,
                                      new_tokens=args.new_tokens, batch=batch)  # fmt: skip
     result["wall_s"] = time.perf_counter() - started
