@@ -9,8 +9,10 @@ logging step), ``consumed.jsonl`` (the prompt ids each step trained on) and ``pl
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
+from transformers.hf_argparser import string_to_bool
 from transformers.trainer_utils import get_last_checkpoint
 
 from observe_r1.config import ConfigError, ObserveR1Config, TrainScriptArguments
@@ -148,13 +150,11 @@ def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Co
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             yaml.safe_dump(merged, f)
         argv = [*argv[: i + 1], f.name, *argv[i + 2 :]]
-    wants_vllm = bool(merged.get("use_vllm", False))
-    for i, arg in enumerate(argv):  # the last --use_vllm wins: bare (true), "--use_vllm X" or "--use_vllm=X"
-        name, eq, value = arg.partition("=")
-        if name == "--use_vllm":
-            following = argv[i + 1] if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--") else ""
-            wants_vllm = (value if eq else following or "true").lower() in ("true", "1", "yes")
-    check_vllm(wants_vllm)  # before the config is built: its checks would fail first on a CPU machine
+    # --use_vllm as TRL's parser reads it (bare, "X" or "=X"; the last wins), checked before the config is built:
+    # its checks would fail first on a CPU machine
+    vllm_flag = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    vllm_flag.add_argument("--use_vllm", type=string_to_bool, nargs="?", const=True, default=merged.get("use_vllm"))
+    check_vllm(bool(vllm_flag.parse_known_args(argv)[0].use_vllm))
     parser = TrlParser((TrainScriptArguments, ObserveR1Config))
     try:
         script_args, config = parser.parse_args_and_config(argv)[:2]
