@@ -35,8 +35,12 @@ def tiny_config(output_dir, **overrides) -> ObserveR1Config:
     return ObserveR1Config(**values)
 
 
-def synth_dataset(tmp_path, n=16, seed=0):
-    path = write_dataset(generate_items(n, seed), tmp_path / "data")
+def synth_dataset(tmp_path, n=16, seed=0, levels=None):
+    """``n`` synthetic items written and loaded; ``levels`` (one per row) become their ladder ``stretch_level``."""
+    items = generate_items(n, seed)
+    for item, level in zip(items, levels or [], strict=False):
+        item["stretch_level"] = level
+    path = write_dataset(items, tmp_path / "data")
     dataset, _ = load_grpo_dataset(path)
     return path, dataset
 
@@ -119,20 +123,21 @@ class ImagePositionCheck:
 
 
 class ScriptedGroups:
-    """Scripted 'accuracy' per prompt row: rows in ``constant_rows`` score 0.0 on every completion (a group with
-    zero advantage); any other prompt scores 1.0 on the first completion of its run in the batch and ``tail`` on
-    the others, so its group always has reward variance (also when a group is split across processes)."""
+    """Scripted 'accuracy' per prompt row: rows in ``constant_rows`` score 0.0 on every completion and rows in
+    ``solved_rows`` 1.0 on every completion (groups with zero advantage); any other prompt scores 1.0 on the first
+    completion of its run in the batch and ``tail`` on the others, so its group always has reward variance (also
+    when a group is split across processes)."""
 
     __name__ = "accuracy"
 
-    def __init__(self, constant_rows=(), tail=lambda text: 0.0):
-        self.constant_rows, self.tail = set(constant_rows), tail
+    def __init__(self, constant_rows=(), tail=lambda text: 0.0, solved_rows=()):
+        self.constant_rows, self.tail, self.solved_rows = set(constant_rows), tail, set(solved_rows)
 
     def __call__(self, completions, row, **kwargs):
         out = []
         for i, (completion, r) in enumerate(zip(completions, row, strict=True)):
-            if r in self.constant_rows:
-                out.append(0.0)
+            if r in self.constant_rows or r in self.solved_rows:
+                out.append(float(r in self.solved_rows))
             elif i == 0 or row[i - 1] != r:
                 out.append(1.0)
             else:

@@ -43,12 +43,18 @@ def _consumed(out):
     return [json.loads(line) for line in (out / "consumed.jsonl").read_text().splitlines()]
 
 
+DYNAMIC = ["--dynamic-sampling", "true", "--max-generation-rounds", "2"]
+PACED = ["--curriculum", "paced", "--pace-window", "1", "--pace-threshold", "0"]  # skips after every round
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("extra", [[], ["--dynamic-sampling", "true", "--max-generation-rounds", "2"]],
-                         ids=["plain", "dynamic_sampling"])  # fmt: skip
+@pytest.mark.parametrize("extra", [[], DYNAMIC, [*DYNAMIC, *PACED]], ids=["plain", "dynamic_sampling", "paced"])
 @pytest.mark.slow
 def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path, extra):
-    data = write_dataset(generate_items(48, seed=5), tmp_path / "data")
+    items = generate_items(48, seed=5)
+    for i, item in enumerate(items):
+        item["stretch_level"] = i // 5  # ladder levels of 5 prompts (2 a step): a paced run skips 3 of each
+    data = write_dataset(items, tmp_path / "data")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}  # two runs share the cores
     straight = tmp_path / "straight"  # the uninterrupted run, beside the one that is killed (2 cores: less wall time)
     uninterrupted = subprocess.Popen(_train_cmd(tiny_model_dir, data, straight, *extra), stdout=subprocess.DEVNULL,
@@ -79,6 +85,9 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
         assert all("dropped" in row for row in _consumed(crashed))
         assert (crashed / "checkpoint-4" / "dynamic_sampling.json").is_file()
         assert (crashed / "plots" / "sampling.png").is_file()
+    if "paced" in extra:  # the skips, window and all, continued as if never interrupted
+        skipped = [row["skipped"] for row in _consumed(crashed)]
+        assert sum(map(len, skipped[interrupted_at:])) > 0 and sum(map(len, skipped[:interrupted_at])) > 0
     assert [row["step"] for row in _consumed(crashed)] == list(range(12))
     metrics = [json.loads(line) for line in (crashed / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in metrics] == list(range(1, 13))
@@ -106,4 +115,25 @@ def test_dynamic_sampling_with_groups_split_across_two_processes(tiny_model_dir,
             paid = {0, 2} if prompt_id == ids[1] else {0}
             group = advantages[4 * j : 4 * j + 4]
             assert {m for m in range(4) if group[m] > 0} == paid and all(group[m] < 0 for m in set(range(4)) - paid)
+            assert pixels[4 * j : 4 * j + 4] == [images[prompt_id]] * 4
+
+
+@pytest.mark.slow
+def test_paced_curriculum_decides_the_same_on_two_processes(tiny_model_dir, tmp_path):
+    ranks = run_two_processes("dynamic_sampling.py", tiny_model_dir, tmp_path, "paced", ranks_dir=tmp_path)
+    consumed = _consumed(tmp_path / "run")
+    ids = [f"synth-0-{i}" for i in range(24)]
+    # step 0: round 1 = rows 0-2, solved (dropped; level 0's window is 1.0 -> rows 3-5 skipped), round 2 = rows
+    # 6-8 (level 0.5, window 0.33: no skip); step 1: rows 9-11
+    assert [row["ids"] for row in consumed] == [ids[6:9], ids[9:12]]
+    assert [row["dropped"] for row in consumed] == [ids[0:3], []]
+    assert [row["skipped"] for row in consumed] == [ids[3:6], []]
+    assert ranks[0]["cursor"] == ranks[1]["cursor"]  # both processes made the same decisions from gathered groups
+    assert ranks[0]["cursor"]["skipped_total"] == 3 and ranks[0]["cursor"]["position"] == 12
+    images = ranks[0]["image_sums"]
+    for step, row in enumerate(consumed):  # the loss's rows across both processes: the trained prompts, with signal
+        advantages = ranks[0]["steps"][step]["advantages"] + ranks[1]["steps"][step]["advantages"]
+        pixels = ranks[0]["steps"][step]["pixel_sums"] + ranks[1]["steps"][step]["pixel_sums"]
+        for j, prompt_id in enumerate(row["ids"]):
+            assert any(a != 0 for a in advantages[4 * j : 4 * j + 4])
             assert pixels[4 * j : 4 * j + 4] == [images[prompt_id]] * 4

@@ -47,7 +47,23 @@ class ObserveR1Config(GRPOConfig):
         default="ordered",
         metadata={
             "help": "`ordered`: consume the dataset in file order (the NeuraLadder curriculum, §2.7), across "
-            "processes and resumes; `shuffled`: random order (the random-order ablation and plain GRPO)."
+            "processes and resumes; `shuffled`: random order (the random-order ablation and plain GRPO); "
+            "`paced`: file order, but the rest of a ladder level is skipped once the policy masters it "
+            "(pace_window, pace_threshold; docs/curriculum.md)."
+        },
+    )
+    pace_window: int = field(
+        default=16,
+        metadata={
+            "help": "With curriculum paced: how many recent groups of the current ladder level the pass rate is "
+            "averaged over (groups, not steps: a step has generation_batch_size / num_generations groups)."
+        },
+    )
+    pace_threshold: float = field(
+        default=0.75,
+        metadata={
+            "help": "With curriculum paced: once the window's mean pass rate reaches this, the rest of the level "
+            "is skipped this epoch (0 skips after every full window; above 1 never skips)."
         },
     )
     dynamic_sampling: bool = field(
@@ -121,8 +137,12 @@ class ObserveR1Config(GRPOConfig):
     )
 
     def __post_init__(self):
-        if self.curriculum not in ("ordered", "shuffled"):
-            raise ValueError(f"curriculum must be 'ordered' or 'shuffled'; got {self.curriculum!r}")
+        if self.curriculum not in ("ordered", "shuffled", "paced"):
+            raise ValueError(f"curriculum must be 'ordered', 'shuffled' or 'paced'; got {self.curriculum!r}")
+        if self.pace_window < 1 or self.pace_threshold < 0:
+            raise ValueError(
+                f"pace_window must be >= 1 and pace_threshold >= 0; got {self.pace_window}, {self.pace_threshold}"
+            )
         self.shuffle_dataset = self.curriculum == "shuffled"
         if self.dyna_sigma <= 0:
             raise ValueError(

@@ -309,9 +309,23 @@ def _image_cell(ref) -> dict | Image.Image:
     return {"bytes": ref, "path": None} if isinstance(ref, bytes) else {"bytes": None, "path": ref}
 
 
+def ladder_level(item: dict) -> float:
+    """The ladder level of a training position: the level whose stretch the ladder laid it out in
+    (``stretch_level``), else its own ``difficulty``, else -1 (not a ladder row).
+
+    >>> ladder_level({"difficulty": 0.5, "stretch_level": 0.25}), ladder_level({"difficulty": 0.5}), ladder_level({})
+    (0.25, 0.5, -1.0)
+    """
+    for key in ("stretch_level", "difficulty"):
+        if item.get(key) is not None:
+            return float(item[key])
+    return -1.0
+
+
 def to_grpo_dataset(items: list[dict], system_prompt: str | None = SYSTEM_PROMPT):
     """A ``datasets.Dataset`` in TRL's VLM layout: conversational ``prompt``, ``images`` (decoded on access,
-    batch by batch), ``answer``, ``choices``, ``precision``, ``id``, ``row``, ``difficulty``."""
+    batch by batch), ``answer``, ``choices``, ``precision``, ``id``, ``row``, ``difficulty``, ``ladder_level``
+    (:func:`ladder_level`)."""
     from datasets import Dataset, List, Value
     from datasets import Image as ImageFeature
 
@@ -325,6 +339,7 @@ def to_grpo_dataset(items: list[dict], system_prompt: str | None = SYSTEM_PROMPT
             "id": item["id"],
             "row": position,
             "difficulty": float(item["difficulty"]) if item.get("difficulty") is not None else -1.0,
+            "ladder_level": ladder_level(item),
         }
         for position, item in enumerate(items)
     ]

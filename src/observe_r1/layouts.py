@@ -315,7 +315,7 @@ def _reference_message(message) -> tuple[str, list]:
     return "\n".join(texts), images
 
 
-CANONICAL_EXTRAS = ("difficulty", "complexity", "source", "family", "level")
+CANONICAL_EXTRAS = ("difficulty", "complexity", "source", "family", "level", "stretch_level")
 
 
 def _canonical(row):

@@ -20,11 +20,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from observe_r1.algo import group_advantages
-from observe_r1.dynamic import PromptCursor, RefillStep, gather_trained_rows
+from observe_r1.dynamic import PacedCursor, PromptCursor, RefillStep, gather_trained_rows
 from observe_r1.jsonl import append_jsonl
 from observe_r1.lora import freeze_parts, is_adapter_dir, lora_config, record_base
 from observe_r1.mathpool import REWARD_STATS
-from observe_r1.metrics import REWARD_STAT_KEYS, GroupBatch, group_metrics, reward_stat_metrics, sampling_metrics
+from observe_r1.metrics import OURS, REWARD_STAT_KEYS, GroupBatch, group_metrics, reward_stat_metrics, sampling_metrics
 from observe_r1.models import VISION_TOKENS, image_token_types
 from observe_r1.rewards import AccuracyReward, FormatReward
 
@@ -91,13 +91,31 @@ class ObserveR1Trainer(GRPOTrainer):
         self._gathered_rewards: torch.Tensor | None = None
         self.consumed_log = Path(consumed_log) if consumed_log else None
         self._cursor: PromptCursor | None = None
-        if args.dynamic_sampling:
-            if not isinstance(self.train_dataset, Dataset):  # an IterableDataset cannot be read by index
-                raise ValueError("dynamic_sampling needs a map-style datasets.Dataset (rows read by index)")
-            epochs = None if args.max_steps > 0 else math.ceil(args.num_train_epochs)
-            self._cursor = PromptCursor(len(self.train_dataset), shuffle=args.shuffle_dataset, seed=args.seed,
-                                        max_epochs=epochs)  # fmt: skip
+        if args.dynamic_sampling or args.curriculum == "paced":
+            self._cursor = self._make_cursor(args)
             self._cursor_at_generation = self._cursor.state_dict()
+
+    def _make_cursor(self, args) -> PromptCursor:
+        """The training order read by generation rounds (dynamic sampling, paced curriculum)."""
+        feature = "dynamic_sampling" if args.dynamic_sampling else "curriculum 'paced'"
+        if not isinstance(self.train_dataset, Dataset):  # an IterableDataset cannot be read by index
+            raise ValueError(f"{feature} needs a map-style datasets.Dataset (rows read by index)")
+        epochs = None if args.max_steps > 0 else math.ceil(args.num_train_epochs)
+        if args.curriculum != "paced":
+            return PromptCursor(len(self.train_dataset), shuffle=args.shuffle_dataset, seed=args.seed,
+                                max_epochs=epochs)  # fmt: skip
+        columns = self.train_dataset.column_names
+        levels = list(self.train_dataset["ladder_level"]) if "ladder_level" in columns else []
+        unknown = [i for i, level in enumerate(levels) if level is None or level < 0]
+        if not levels or unknown:
+            raise ValueError(
+                "curriculum 'paced' needs each row's ladder level (a 'stretch_level' or 'difficulty' field, as "
+                "`observe-r1 ladder` writes them); "
+                + (f"rows {unknown[:5]} have none" if levels else f"this dataset has only {columns}")
+            )
+        self._prompt_ids = list(self.train_dataset["id"]) if "id" in columns else list(range(len(levels)))
+        return PacedCursor(levels, threshold=args.pace_threshold, window=args.pace_window, seed=args.seed,
+                           max_epochs=epochs)  # fmt: skip
 
     def _generate(self, prompts):
         # TRL generates (without vLLM) with the policy in training mode; under gradient checkpointing every decoder
@@ -129,7 +147,7 @@ class ObserveR1Trainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        if self.args.dynamic_sampling and self.model.training:
+        if self._cursor is not None and self.model.training:
             return self._generate_with_refills(len(inputs))
         output, groups = self._generate_round(inputs)
         self._log_groups("train" if self.model.training else "eval", groups)
@@ -166,17 +184,22 @@ class ObserveR1Trainer(GRPOTrainer):
 
     def _generate_with_refills(self, local: int) -> dict:
         """Dynamic sampling: generation rounds for the cursor's next prompts (:class:`RefillStep`) until the step
-        has ``generation_batch_size / G`` informative groups; returns this process's rows of the trained groups."""
+        has ``generation_batch_size / G`` informative groups; returns this process's rows of the trained groups.
+        Without dynamic sampling (a paced curriculum) a step is one round whose groups are all trained. A paced
+        cursor sees every round's pass rates (the same gathered values on every process) and may skip ahead."""
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        max_rounds = self.args.max_generation_rounds if self.args.dynamic_sampling else 1
         step = RefillStep(self._cursor, local * world // self.num_generations, self.num_generations, world,
-                          self.args.max_generation_rounds)  # fmt: skip
+                          max_rounds)  # fmt: skip
         self._cursor_at_generation = self._cursor.state_dict()
-        outputs, rounds = [], []
+        outputs, rounds, skipped = [], [], []
         while (prompts := step.next_prompts()) is not None:
             output, groups = self._generate_round([self.train_dataset[i] for i in step.local_rows(prompts, rank)])
             outputs.append(output)
             rounds.append(groups)
             step.record(groups.informative().tolist())
+            if isinstance(self._cursor, PacedCursor):
+                skipped += self._cursor.record(prompts, groups.result.pass_rate.tolist())
         trained, dropped, surplus = step.select()
         image_ids = (self._image_pad_token_id, self._video_pad_token_id) if "mm_token_type_ids" in outputs[0] else None
         merged = gather_trained_rows(self.accelerator, outputs, step.placement(trained), local,
@@ -188,7 +211,12 @@ class ObserveR1Trainer(GRPOTrainer):
         trained_ids, dropped_ids, surplus_ids = (
             [ids[i] for i in step.group_index(p)] for p in (trained, dropped, surplus)
         )
-        self._log_consumed(trained=trained_ids, dropped=dropped_ids, surplus=surplus_ids)
+        skipped_ids = None
+        if isinstance(self._cursor, PacedCursor):
+            skipped_ids = [self._prompt_ids[i] for i in skipped]
+            for key, value in self._cursor.metrics().items():
+                self._metrics["train"][OURS + key].append(value)
+        self._log_consumed(trained=trained_ids, dropped=dropped_ids, surplus=surplus_ids, skipped=skipped_ids)
         if not self._cursor.can_take(step.target, new_epoch=True):
             self.control.should_training_stop = True  # num_train_epochs passes over the prompts are done
         return merged
@@ -202,20 +230,24 @@ class ObserveR1Trainer(GRPOTrainer):
         for key, value in values.items():
             self._metrics[mode][key].append(value)
 
-    def _log_consumed(self, trained: list, dropped: list | None = None, surplus: list | None = None) -> None:
+    def _log_consumed(self, trained: list, dropped: list | None = None, surplus: list | None = None,
+                      skipped: list | None = None) -> None:  # fmt: skip
         """One line of ``consumed.jsonl``: the prompt ids this step trained on (and, with dynamic sampling, the
-        ids it generated for and dropped: uninformative groups, and informative ones beyond the batch)."""
+        ids it generated for and dropped: uninformative groups, and informative ones beyond the batch; with a
+        paced curriculum, the ids it skipped: the rest of a mastered level)."""
         if self.consumed_log is None or not self.accelerator.is_main_process:
             return
         row = {"step": self.state.global_step, "ids": trained}
         if dropped is not None:
             row |= {"dropped": dropped, "surplus": surplus or []}
+        if skipped is not None:
+            row["skipped"] = skipped
         append_jsonl(self.consumed_log, [row])
 
     def get_train_dataloader(self):
-        """With dynamic sampling, prompts come from :class:`PromptCursor`; the data loader only paces the steps
-        (it yields row numbers, so no image is decoded twice)."""
-        if not self.args.dynamic_sampling:
+        """With a cursor (dynamic sampling, paced curriculum), prompts come from :class:`PromptCursor`; the data
+        loader only paces the steps (it yields row numbers, so no image is decoded twice)."""
+        if self._cursor is None:
             return super().get_train_dataloader()
         dataset = self.train_dataset
         self.train_dataset = Dataset.from_dict({"ticket": list(range(len(dataset)))})
@@ -229,7 +261,7 @@ class ObserveR1Trainer(GRPOTrainer):
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         if self.args.should_save and is_adapter_dir(folder):
             record_base(folder)  # a LoRA checkpoint loads (eval, merge) from any working directory
-        if self.args.dynamic_sampling and self.args.should_save:
+        if self._cursor is not None and self.args.should_save:
             # At a step boundary inside a generation block (num_iterations > 1) the block is generated again on
             # resume, so the cursor goes back to where that generation started.
             generate_every = self.args.steps_per_generation * self.num_iterations
@@ -238,5 +270,5 @@ class ObserveR1Trainer(GRPOTrainer):
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        if self.args.dynamic_sampling and checkpoint is not None:
+        if self._cursor is not None and checkpoint is not None:
             self._cursor.load(checkpoint)
