@@ -7,10 +7,11 @@ Needs the per-seed demo directories written by bench/demo_seeds.py (warm start, 
 variant trains from a seed's warm start for as many steps as that seed's demo RL run (one pass over its ladder),
 and held-out greedy accuracy is measured at 0, 25, 50, 75 and 100 % of the steps. Observe-R1 *is* the demo's own
 run (its learning curve is reused). Variants (docs/method.md §6): plain GRPO (shuffled, no bonus, no weighting),
-random order (full rewards, shuffled), no bonus, no weighting, and Observe-R1 and plain GRPO each with dynamic
-sampling. Each run writes OUT/VARIANT/seed-S/result.json (so
-several invocations can share the work); the report gives accuracy at each curve point and the area under the
-curve (accuracy averaged over the run, trapezoids), mean ± standard error over seeds, and a plot.
+random order (full rewards, shuffled), no bonus, no weighting, Observe-R1 and plain GRPO each with dynamic
+sampling, and Observe-R1 with the paced curriculum (with and without dynamic sampling). Each run writes
+OUT/VARIANT/seed-S/result.json (so several invocations can share the work); the report gives accuracy at each
+curve point and the area under the curve (accuracy averaged over the run, trapezoids), mean ± standard error over
+seeds, and a plot.
 """
 
 import argparse
@@ -31,6 +32,9 @@ VARIANTS = {
     # both with dynamic sampling (docs/dynamic_sampling.md): groups with no signal are replaced before training
     "observe_r1_ds": {"dynamic_sampling": True},
     "plain_grpo_ds": {**PLAIN, "dynamic_sampling": True},
+    # the paced curriculum (docs/curriculum.md): the rest of a ladder level is skipped once the policy masters it
+    "observe_r1_paced": {"curriculum": "paced"},
+    "observe_r1_paced_ds": {"curriculum": "paced", "dynamic_sampling": True},
 }
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
