@@ -70,8 +70,9 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
 
 
-def report(results: dict, seeds: list[int], out: Path) -> str:
-    """Markdown tables and OUT/ablation.png from ``results[variant][seed]``."""
+def report(results: dict, seeds: list[int], out: Path, references: tuple[str, ...] = ("observe_r1",)) -> str:
+    """Markdown tables and OUT/ablation.png from ``results[variant][seed]``; one table of paired differences
+    (by seed) for each of ``references`` against every other variant."""
     plt = pyplot()
 
     header = "| variant | seeds | " + " | ".join(f"{f:.0%} of steps" for f in FRACTIONS) + " | AUC |"
@@ -105,25 +106,32 @@ def report(results: dict, seeds: list[int], out: Path) -> str:
         cells = [f"{results[name][s]['curve'][-1]['accuracy']:.3f} (AUC {results[name][s]['auc']:.3f})"
                  if s in results.get(name, {}) else "-" for s in seeds]  # fmt: skip
         per_seed.append(f"| {name} | " + " | ".join(cells) + " |")
-    paired = ["| observe_r1 minus | AUC | at 25 % | at 100 % |", "|---|---|---|---|"]
-    for name in VARIANTS:
-        common = [s for s in seeds if s in results.get(name, {}) and s in results.get("observe_r1", {})]
-        if name == "observe_r1" or len(common) < 2:
-            continue
-        cells = []
-        for pick in (lambda r: r["auc"], lambda r: r["curve"][1]["accuracy"], lambda r: r["curve"][-1]["accuracy"]):
-            diffs = [pick(results["observe_r1"][s]) - pick(results[name][s]) for s in common]
-            m, se = mean_se(diffs)
-            cells.append(f"{m:+.3f} ± {se:.3f} ({sum(d < 0 for d in diffs)}/{len(diffs)} seeds below)")
-        paired.append(f"| {name} | " + " | ".join(cells) + " |")
+    paired = [paired_table(results, seeds, reference) for reference in references]
     return (
         "\n".join(lines)
         + "\n\nFinal greedy accuracy per seed (AUC):\n\n"
         + "\n".join(per_seed)
         + "\n\nPaired by seed (same warm start), mean ± s.e. of the difference:\n\n"
-        + "\n".join(paired)
+        + "\n\n".join(paired)
         + "\n"
     )
+
+
+def paired_table(results: dict, seeds: list[int], reference: str) -> str:
+    """``reference`` minus each other variant, seed by seed: AUC, accuracy at 25 % and at the end, with how many
+    seeds the reference is below (ties count as neither)."""
+    rows = [f"| {reference} minus | AUC | at 25 % | at 100 % |", "|---|---|---|---|"]
+    for name in VARIANTS:
+        common = [s for s in seeds if s in results.get(name, {}) and s in results.get(reference, {})]
+        if name == reference or len(common) < 2:
+            continue
+        cells = []
+        for pick in (lambda r: r["auc"], lambda r: r["curve"][1]["accuracy"], lambda r: r["curve"][-1]["accuracy"]):
+            diffs = [pick(results[reference][s]) - pick(results[name][s]) for s in common]
+            m, se = mean_se(diffs)
+            cells.append(f"{m:+.3f} ± {se:.3f} ({sum(d < 0 for d in diffs)}/{len(diffs)} seeds below)")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -133,6 +141,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="bench/results/ablation")
     parser.add_argument("--report-only", action="store_true", help="Only aggregate the runs already written.")
+    parser.add_argument(
+        "--paired-against",
+        nargs="+",
+        default=["observe_r1"],
+        choices=list(VARIANTS),
+        help="Variants whose paired differences with every other variant are tabled.",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +158,7 @@ def main() -> None:
             if args.report_only and not (path / "result.json").exists():
                 continue
             results.setdefault(name, {})[seed] = run_variant(Path(args.demo_dir) / f"seed-{seed}", name, path, seed)
-    text = report(results, args.seeds, out)
+    text = report(results, args.seeds, out, tuple(args.paired_against))
     (out / "ablation.json").write_text(json.dumps({n: {str(s): r for s, r in v.items()} for n, v in results.items()}))
     (out / "ablation.md").write_text(text)
     print(text)

@@ -88,6 +88,7 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
     if "paced" in extra:  # the skips, window and all, continued as if never interrupted
         skipped = [row["skipped"] for row in _consumed(crashed)]
         assert sum(map(len, skipped[interrupted_at:])) > 0 and sum(map(len, skipped[:interrupted_at])) > 0
+        assert (crashed / "plots" / "pace.png").is_file() and (crashed / "plots" / "pace_skipped.png").is_file()
     assert [row["step"] for row in _consumed(crashed)] == list(range(12))
     metrics = [json.loads(line) for line in (crashed / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in metrics] == list(range(1, 13))

@@ -1,4 +1,4 @@
-"""PNG plots of a run's ``metrics.jsonl``: rewards, accuracy, length, dynamic weight, curriculum, sampling."""
+"""PNG plots of a run's ``metrics.jsonl``: rewards, accuracy, length, dynamic weight, curriculum, pace, sampling."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ PANELS = {
     "length": ["completions/mean_length", "length_correct", "length_incorrect"],
     "weight": ["dyna_weight_mean"],
     "curriculum": ["curriculum_difficulty", "curriculum_position"],
+    "pace": ["pace_window_pass_rate", "pace_level"],  # curriculum: paced
+    "pace_skipped": ["pace_skipped_total"],
     "sampling": ["zero_std_generated", "zero_std_trained", "generation_rounds"],
 }
 
