@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from observe_r1.config import ObserveR1Config
@@ -43,6 +44,45 @@ def synth_dataset(tmp_path, n=16, seed=0, levels=None):
     path = write_dataset(items, tmp_path / "data")
     dataset, _ = load_grpo_dataset(path)
     return path, dataset
+
+
+def train_spied(model_dir, tmp_path, reward, n=16, levels=None, **overrides):
+    """Train the tiny model at ``model_dir`` on ``n`` synthetic prompts (``levels``: their ladder levels) with
+    ``reward`` as the only reward, into ``tmp_path/out``; returns (trainer, the outputs the loss got, dataset,
+    processor, whether any parameter moved)."""
+    from observe_r1.models import load_policy
+    from observe_r1.train import build_trainer
+
+    model, processor = load_policy(model_dir)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    _, dataset = synth_dataset(tmp_path, n=n, levels=levels)
+    config = tiny_config(tmp_path / "out", **{"max_steps": 3, **overrides})
+    trainer = build_trainer(model, processor, dataset, config, reward_funcs=[reward], concise_progress=False)
+    outputs = []
+    original = trainer._generate_and_score_completions
+
+    def spy(inputs):
+        output = original(inputs)
+        outputs.append({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in output.items()})
+        return output
+
+    trainer._generate_and_score_completions = spy
+    trainer.train()
+    moved = any(not torch.equal(before[k], v.detach()) for k, v in model.named_parameters())
+    return trainer, outputs, dataset, processor, moved
+
+
+def assert_rows_carry_their_images(output, prompt_ids, dataset, processor, G=4):
+    """Each trained group of ``output`` (in ``prompt_ids`` order, ``G`` rows each) holds its own prompt's image."""
+    from trl.trainer.utils import split_pixel_values_by_grid
+
+    ids = dataset["id"]
+    pixels = split_pixel_values_by_grid(output)["pixel_values"]
+    for j, prompt_id in enumerate(prompt_ids):
+        image = dataset[ids.index(prompt_id)]["images"][0]
+        expected = processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+        for m in range(G):
+            assert torch.equal(pixels[j * G + m], expected), (prompt_id, m)
 
 
 class ParityAccuracy:

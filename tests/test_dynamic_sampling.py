@@ -2,39 +2,26 @@
 
 import pytest
 import torch
-from trl.trainer.utils import RepeatSampler, split_pixel_values_by_grid
+from trl.trainer.utils import RepeatSampler
 
 from observe_r1.dynamic import PromptCursor, merge_rows, select_groups, split_rows
 from observe_r1.jsonl import read_jsonl
 from observe_r1.models import load_policy
 from observe_r1.train import build_trainer
-from tests.helpers import ConstantAccuracy, ScriptedGroups, length_parity_tail, synth_dataset, tiny_config
-
-
-def _run(tiny_model_dir, tmp_path, reward, n=16, **overrides):
-    """Train with ``reward`` as the only reward; returns (trainer, outputs the loss got, dataset, processor, moved)."""
-    model, processor = load_policy(tiny_model_dir)
-    before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    _, dataset = synth_dataset(tmp_path, n=n)
-    config = tiny_config(tmp_path / "out", **{"max_steps": 3, **overrides})
-    trainer = build_trainer(model, processor, dataset, config, reward_funcs=[reward], concise_progress=False)
-    outputs = []
-    original = trainer._generate_and_score_completions
-
-    def spy(inputs):
-        output = original(inputs)
-        outputs.append({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in output.items()})
-        return output
-
-    trainer._generate_and_score_completions = spy
-    trainer.train()
-    moved = any(not torch.equal(before[k], v.detach()) for k, v in model.named_parameters())
-    return trainer, outputs, dataset, processor, moved
+from tests.helpers import (
+    ConstantAccuracy,
+    ScriptedGroups,
+    assert_rows_carry_their_images,
+    length_parity_tail,
+    synth_dataset,
+    tiny_config,
+    train_spied,
+)
 
 
 def test_constant_groups_are_replaced_by_the_next_prompts(tiny_model_dir, tmp_path):
     constant = {0, 3, 6, 9, 12, 15}
-    trainer, outputs, dataset, processor, moved = _run(
+    trainer, outputs, dataset, processor, moved = train_spied(
         tiny_model_dir, tmp_path, ScriptedGroups(constant), dynamic_sampling=True, max_generation_rounds=4
     )
     ids = dataset["id"]
@@ -52,19 +39,14 @@ def test_constant_groups_are_replaced_by_the_next_prompts(tiny_model_dir, tmp_pa
     # what the loss gets: every group has a non-zero advantage, and each row carries its own prompt's image
     for step, output in enumerate(outputs):
         assert (output["advantages"].view(-1, 4) != 0).any(dim=1).all()
-        pixels = split_pixel_values_by_grid(output)["pixel_values"]
-        for j, prompt_id in enumerate(consumed[step]["ids"]):
-            image = dataset[ids.index(prompt_id)]["images"][0]
-            expected = processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
-            for m in range(4):
-                assert torch.equal(pixels[j * 4 + m], expected)
+        assert_rows_carry_their_images(output, consumed[step]["ids"], dataset, processor)
         image_types = output["mm_token_type_ids"] == 1
         ids_all = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         assert torch.equal(image_types, ids_all == trainer._image_pad_token_id)
 
 
 def test_rounds_exhausted_trains_on_what_it_has(tiny_model_dir, tmp_path):
-    trainer, outputs, dataset, _, moved = _run(
+    trainer, outputs, dataset, _, moved = train_spied(
         tiny_model_dir, tmp_path, ConstantAccuracy(), max_steps=2, dynamic_sampling=True, max_generation_rounds=2
     )
     ids = dataset["id"]
@@ -82,7 +64,7 @@ def test_off_and_on_without_constant_groups_train_identically(tiny_model_dir, tm
     reward = ScriptedGroups(tail=length_parity_tail)  # completion-dependent, never constant
     runs = {}
     for flag in (False, True):
-        trainer, outputs, _, _, _ = _run(tiny_model_dir, tmp_path / str(flag), reward, dynamic_sampling=flag)
+        trainer, outputs, _, _, _ = train_spied(tiny_model_dir, tmp_path / str(flag), reward, dynamic_sampling=flag)
         runs[flag] = (outputs, read_jsonl(tmp_path / str(flag) / "out" / "consumed.jsonl"))
     (off, consumed_off), (on, consumed_on) = runs[False], runs[True]
     assert [r["ids"] for r in consumed_off] == [r["ids"] for r in consumed_on]

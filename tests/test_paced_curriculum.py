@@ -6,14 +6,13 @@ import random
 
 import pytest
 import torch
-from trl.trainer.utils import split_pixel_values_by_grid
 
 from observe_r1.config import ObserveR1Config
 from observe_r1.dynamic import PacedCursor
 from observe_r1.jsonl import read_jsonl
 from observe_r1.models import load_policy
 from observe_r1.train import build_trainer
-from tests.helpers import ScriptedGroups, synth_dataset, tiny_config
+from tests.helpers import ScriptedGroups, assert_rows_carry_their_images, synth_dataset, tiny_config, train_spied
 
 LEVELS = [0.0] * 6 + [0.5] * 6 + [1.0] * 4  # three ladder levels of 16 prompts
 
@@ -93,24 +92,10 @@ def test_paced_needs_ladder_levels(tiny_model_dir, tmp_path):
 
 
 def _paced_run(tiny_model_dir, tmp_path, **overrides):
-    model, processor = load_policy(tiny_model_dir)
-    before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    _, dataset = synth_dataset(tmp_path, n=16, levels=LEVELS)
-    config = tiny_config(tmp_path / "out", max_steps=3, curriculum="paced", pace_window=2, pace_threshold=0.75,
-                         **overrides)  # fmt: skip
     reward = ScriptedGroups(solved_rows={0, 1})  # the policy already solves the first two prompts of level 0
-    trainer = build_trainer(model, processor, dataset, config, reward_funcs=[reward], concise_progress=False)
-    outputs = []
-    original = trainer._generate_and_score_completions
-
-    def spy(inputs):
-        output = original(inputs)
-        outputs.append({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in output.items()})
-        return output
-
-    trainer._generate_and_score_completions = spy
-    trainer.train()
-    moved = any(not torch.equal(before[k], v.detach()) for k, v in model.named_parameters())
+    _, outputs, dataset, processor, moved = train_spied(tiny_model_dir, tmp_path, reward, levels=LEVELS,
+                                                        curriculum="paced", pace_window=2, pace_threshold=0.75,
+                                                        **overrides)  # fmt: skip
     consumed = read_jsonl(tmp_path / "out" / "consumed.jsonl")
     metrics = read_jsonl(tmp_path / "out" / "metrics.jsonl")
     return dataset, processor, outputs, consumed, metrics, moved
@@ -143,8 +128,4 @@ def test_paced_with_dynamic_sampling_skips_between_refill_rounds(tiny_model_dir,
     assert moved
     for step, output in enumerate(outputs):  # what the loss got: the trained prompts' images, with signal
         assert (output["advantages"].view(-1, 4) != 0).any(dim=1).all()
-        pixels = split_pixel_values_by_grid(output)["pixel_values"]
-        for j, prompt_id in enumerate(consumed[step]["ids"]):
-            image = dataset[ids.index(prompt_id)]["images"][0]
-            expected = processor.image_processor(images=[image], return_tensors="pt")["pixel_values"]
-            assert all(torch.equal(pixels[j * 4 + m], expected) for m in range(4))
+        assert_rows_carry_their_images(output, consumed[step]["ids"], dataset, processor)
