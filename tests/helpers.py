@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from transformers import TrainerCallback
 
 from observe_r1.config import ObserveR1Config
 from observe_r1.data import load_grpo_dataset
@@ -191,7 +192,7 @@ def length_parity_tail(text: str) -> float:
 
 
 def run_until_killed(cmd: list[str], out: Path, *, checkpoint: str, consumed_lines: int, env: dict,
-                     timeout: float = 240) -> int:  # fmt: skip
+                     timeout: float = 240, poll: float = 0.01) -> int:  # fmt: skip
     """Start ``cmd`` (an ``observe-r1 train`` writing to ``out``) and kill -9 its process group once ``out`` holds
     ``checkpoint`` and ``consumed.jsonl`` has ``consumed_lines`` lines; returns the exit code (-SIGKILL if killed)."""
     import os
@@ -204,10 +205,11 @@ def run_until_killed(cmd: list[str], out: Path, *, checkpoint: str, consumed_lin
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         log = out / "consumed.jsonl"
-        if (out / checkpoint).is_dir() and log.exists() and len(log.read_text().splitlines()) >= consumed_lines:
+        if (out / checkpoint).is_dir() and (consumed_lines == 0 or log.exists() and
+                                            len(log.read_text().splitlines()) >= consumed_lines):  # fmt: skip
             os.killpg(proc.pid, signal.SIGKILL)
             break
-        time.sleep(0.01)
+        time.sleep(poll)
     return proc.wait()
 
 
@@ -224,3 +226,25 @@ def run_two_processes(script: str, *args, ranks_dir: Path) -> list:
     result = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads((Path(ranks_dir) / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+class StopAt(TrainerCallback):
+    """A trainer callback that ends training after ``step`` (a run that stops where a crash would have) and keeps a
+    copy of every parameter at that step (``weights``) and when training (re)starts (``at_start``)."""
+
+    def __init__(self, step: int | None = None, snapshot_at: int | None = None):
+        self.step, self.snapshot_at = step, snapshot_at
+        self.weights: dict | None = None
+        self.at_start: dict | None = None
+
+    def _copy(self, model) -> dict:
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.at_start = self._copy(model)  # after the Trainer has loaded a checkpoint being resumed
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == (self.snapshot_at or self.step):
+            self.weights = self._copy(model)
+        if state.global_step == self.step:
+            control.should_training_stop = True

@@ -5,13 +5,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from observe_r1.checkpoints import incomplete_reason
 from observe_r1.synth import generate_items, write_dataset
-from tests.helpers import run_two_processes
+from tests.helpers import run_two_processes, run_until_killed
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,10 +48,20 @@ DYNAMIC = ["--dynamic-sampling", "true", "--max-generation-rounds", "2"]
 PACED = ["--curriculum", "paced", "--pace-window", "1", "--pace-threshold", "0"]  # skips after every round
 
 
+def _final_weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(out / "final" / "model.safetensors")
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("extra", [[], DYNAMIC, [*DYNAMIC, *PACED]], ids=["plain", "dynamic_sampling", "paced"])
+@pytest.mark.parametrize(
+    "extra, torn",
+    [([], False), ([], True), (DYNAMIC, False), ([*DYNAMIC, *PACED], False)],
+    ids=["plain", "torn_save", "dynamic_sampling", "paced"],
+)
 @pytest.mark.slow
-def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path, extra):
+def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path, extra, torn):
     items = generate_items(48, seed=5)
     for i, item in enumerate(items):
         item["stretch_level"] = i // 5  # ladder levels of 5 prompts (2 a step): a paced run skips 3 of each
@@ -61,26 +72,26 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
                                      stderr=subprocess.PIPE, env=env)  # fmt: skip
 
     crashed = tmp_path / "crashed"
-    proc = subprocess.Popen(_train_cmd(tiny_model_dir, data, crashed, *extra), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        log = crashed / "consumed.jsonl"
-        if (crashed / "checkpoint-4").is_dir() and log.exists() and len(log.read_text().splitlines()) >= 6:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # torn: killed the moment checkpoint-4/ appears, in the middle of its save; else once step 6 has been logged
+    code = run_until_killed(_train_cmd(tiny_model_dir, data, crashed, *extra), crashed, checkpoint="checkpoint-4",
+                            consumed_lines=0 if torn else 6, env=env, poll=0.001 if torn else 0.01)  # fmt: skip
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (crashed / "final").exists()
     interrupted_at = len(_consumed(crashed))
     assert interrupted_at < 12
+    if torn:
+        assert incomplete_reason(crashed / "checkpoint-4") is not None  # the kill did land inside the save
 
-    subprocess.run(_train_cmd(tiny_model_dir, data, crashed, *extra, "--resume", "true"), check=True,
-                   capture_output=True, env=env, timeout=300)  # fmt: skip
+    resumed = subprocess.run(_train_cmd(tiny_model_dir, data, crashed, *extra, "--resume", "true"), check=True,
+                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     _, errors = uninterrupted.communicate(timeout=300)
     assert uninterrupted.returncode == 0, errors[-3000:]
+    if torn:
+        assert "skipping checkpoint-4 (no observe_r1_complete.json" in resumed.stdout
+        assert "resuming from checkpoint-2" in resumed.stdout
     assert _consumed(crashed) == _consumed(straight)
+    final, expected = _final_weights(crashed), _final_weights(straight)
+    assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
     if extra:  # the resumed run continued the prompt cursor, dropped groups included
         assert all("dropped" in row for row in _consumed(crashed))
         assert (crashed / "checkpoint-4" / "dynamic_sampling.json").is_file()

@@ -10,11 +10,12 @@ logging step), ``consumed.jsonl`` (the prompt ids each step trained on) and ``pl
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from transformers.hf_argparser import string_to_bool
-from transformers.trainer_utils import get_last_checkpoint
 
+from observe_r1.checkpoints import discard, latest_complete
 from observe_r1.config import ConfigError, ObserveR1Config, TrainScriptArguments
 from observe_r1.data import load_grpo_dataset
 from observe_r1.jsonl import read_jsonl, write_jsonl
@@ -174,13 +175,20 @@ def _truncate_logs(output_dir: Path, step: int) -> None:
 
 
 def resolve_checkpoint(output_dir: Path, resume: bool) -> str | None:
-    """The last ``checkpoint-*`` in ``output_dir`` when resuming (an error if there is none), else None."""
+    """The newest complete ``checkpoint-*`` of ``output_dir`` when resuming (an error if there is none), else None.
+    Newer torn checkpoints (a save that was killed) are named, with the reason, and removed."""
     if not resume:
         return None
-    checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    checkpoint, skipped = latest_complete(output_dir)
     if checkpoint is None:
-        raise FileNotFoundError(f"--resume: no checkpoint-* directory in {output_dir}; start without --resume")
-    return checkpoint
+        why = "; ".join(f"{folder.name}: {reason}" for folder, reason in skipped)
+        raise FileNotFoundError(f"--resume: no complete checkpoint-* directory in {output_dir}"
+                                + (f" ({why})" if why else "") + "; start without --resume")  # fmt: skip
+    for folder, reason in skipped:
+        print(f"--resume: skipping {folder.name} ({reason}); resuming from {checkpoint.name}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        discard([folder for folder, _ in skipped])
+    return str(checkpoint)
 
 
 def build_trainer(
@@ -262,4 +270,13 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
         print(trainable_line(trainer.model))
     trainer.train(resume_from_checkpoint=checkpoint)
     save_final(trainer, processor, merge=script_args.merge)
+    end_processes(trainer)
     return trainer
+
+
+def end_processes(trainer) -> None:
+    """Wait for every process, then destroy the process group (a no-op in one process). A group left for the
+    interpreter's exit to tear down aborted a rank now and then, after its last step ("terminate called without
+    an active exception", SIGABRT), which fails the run for any scheduler that reads exit codes."""
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()

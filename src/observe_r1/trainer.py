@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from accelerate.utils import gather, gather_object
 from datasets import Dataset
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOTrainer
 
 from observe_r1.algo import group_advantages
+from observe_r1.checkpoints import is_full_model_dir, load_full_weights, mark_complete
 from observe_r1.dynamic import PacedCursor, PromptCursor, RefillStep, gather_trained_rows
 from observe_r1.jsonl import append_jsonl
 from observe_r1.lora import freeze_parts, is_adapter_dir, lora_config, record_base
@@ -257,8 +258,13 @@ class ObserveR1Trainer(GRPOTrainer):
             self.train_dataset = dataset
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate once this one is complete
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        run_dir = self._get_output_dir(trial=trial)
+        folder = Path(run_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         if self.args.should_save and is_adapter_dir(folder):
             record_base(folder)  # a LoRA checkpoint loads (eval, merge) from any working directory
         if self._cursor is not None and self.args.should_save:
@@ -267,6 +273,18 @@ class ObserveR1Trainer(GRPOTrainer):
             generate_every = self.args.steps_per_generation * self.num_iterations
             state = self._cursor.state_dict() if self._step % generate_every == 0 else self._cursor_at_generation
             self._cursor.save(folder, state)
+        self.accelerator.wait_for_everyone()  # every process's shards are written before the marker
+        if self.args.should_save:
+            mark_complete(folder, self.state.global_step)
+            rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # TRL/transformers load a full model with strict=False and no key conversion (huggingface/transformers#43701)
+        model = self.model if model is None else model
+        if is_full_model_dir(resume_from_checkpoint) and not (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+            load_full_weights(model, resume_from_checkpoint)  # refuses a checkpoint that leaves a weight unloaded
+        else:  # LoRA adapters (PEFT's loader), FSDP and DeepSpeed shards
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)

@@ -18,7 +18,7 @@ from trl.trainer.utils import split_pixel_values_by_grid
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from observe_r1.models import load_policy  # noqa: E402
-from observe_r1.train import build_trainer  # noqa: E402
+from observe_r1.train import build_trainer, end_processes  # noqa: E402
 from tests.helpers import ScriptedGroups, synth_dataset, tiny_config  # noqa: E402
 
 
@@ -52,6 +52,7 @@ def main(model_dir: str, out_dir: str, mode: str = "dynamic") -> None:
     }
     cursor = trainer._cursor.state_dict()
     (out / f"rank{rank}.json").write_text(json.dumps({"steps": steps, "image_sums": images, "cursor": cursor}))
+    end_processes(trainer)  # a process group left to the interpreter's exit aborted a rank now and then
 
 
 if __name__ == "__main__":

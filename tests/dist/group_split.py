@@ -18,6 +18,7 @@ from observe_r1.algo import group_advantages  # noqa: E402
 from observe_r1.mathpool import REWARD_STATS  # noqa: E402
 from observe_r1.models import load_policy  # noqa: E402
 from observe_r1.rewards import FormatReward  # noqa: E402
+from observe_r1.train import end_processes  # noqa: E402
 from observe_r1.trainer import ObserveR1Trainer  # noqa: E402
 from tests.helpers import ParityAccuracy, synth_dataset, tiny_config  # noqa: E402
 
@@ -66,6 +67,7 @@ def main(model_dir: str, out_json: str) -> None:
     logged = [row["observe_r1/reward_timeout_total"] for row in trainer.state.log_history if "observe_r1/reward_timeout_total" in row]
     (out.parent / f"rank{rank}.json").write_text(json.dumps({"checks": checks, "timeouts_logged": logged,
                                                              "timeouts_local": REWARD_STATS["timeout"]}))
+    end_processes(trainer)  # a process group left to the interpreter's exit aborted a rank now and then
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from observe_r1.models import load_policy  # noqa: E402
 from observe_r1.rewards import FormatReward  # noqa: E402
+from observe_r1.train import end_processes  # noqa: E402
 from observe_r1.trainer import ObserveR1Trainer  # noqa: E402
 from tests.helpers import (  # noqa: E402
     RECIPE_MAX_PIXELS,
@@ -44,6 +45,7 @@ def main(model_dir: str, out_dir: str) -> None:
     record = {"world": trainer.accelerator.num_processes, "grad_forwards": check.grad_forwards,
               "misaligned": check.misaligned, "image_tokens": sorted(check.image_tokens), "ids": ids[:6]}  # fmt: skip
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(record))
+    end_processes(trainer)  # a process group left to the interpreter's exit aborted a rank now and then
 
 
 if __name__ == "__main__":

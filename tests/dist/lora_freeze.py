@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from observe_r1.models import load_policy  # noqa: E402
 from observe_r1.rewards import FormatReward  # noqa: E402
-from observe_r1.train import build_trainer  # noqa: E402
+from observe_r1.train import build_trainer, end_processes  # noqa: E402
 from tests.helpers import ParityAccuracy, synth_dataset, tiny_config  # noqa: E402
 
 RUNS = {"lora": {"use_peft": True, "lora_r": 4}, "frozen_tower": {"freeze_vision_tower": True}}
@@ -47,6 +47,7 @@ def main(model_dir: str, out_dir: str) -> None:
             "logged": sorted(k for k in trainer.state.log_history[0] if k.startswith("observe_r1/")),
         }
     (out / f"rank{rank}.json").write_text(json.dumps(report))
+    end_processes(trainer)  # a process group left to the interpreter's exit aborted a rank now and then
 
 
 if __name__ == "__main__":
