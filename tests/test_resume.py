@@ -19,7 +19,7 @@ from observe_r1.checkpoints import (
 from observe_r1.models import load_policy
 from observe_r1.rewards import FormatReward
 from observe_r1.train import build_trainer, resolve_checkpoint
-from tests.helpers import ParityAccuracy, StopAt, synth_dataset, tiny_config
+from tests.helpers import ParityAccuracy, StopAt, run_two_processes, synth_dataset, tiny_config
 from tests.test_distributed_resume import _consumed
 
 MODES = {
@@ -139,3 +139,13 @@ def test_resume_takes_the_newest_complete_checkpoint(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match=r"no complete checkpoint.*checkpoint-2: no observe_r1_complete"):
         resolve_checkpoint(empty, resume=True)
     assert (empty / "checkpoint-2").is_dir()  # nothing is removed when there is nothing to resume from
+
+
+@pytest.mark.slow
+def test_two_processes_resume_every_weight_bit_for_bit(tiny_model_dir, tmp_path):
+    ranks = run_two_processes("resume.py", tiny_model_dir, tmp_path, ranks_dir=tmp_path)
+    for rank in ranks:
+        assert set(rank) == {"full", "frozen_tower", "lora"}
+        for report in rank.values():
+            assert report["world"] == 2 and report["moved_by_step_2"] > 0
+            assert report["differ_at_restart"] == [] and report["differ_at_end"] == []

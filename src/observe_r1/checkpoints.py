@@ -31,6 +31,23 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed from, with the reason and the folder."""
 
 
+_INDEXED_CPU = False
+
+
+def _cpu_with_index(storage, location: str):
+    return storage if location.startswith("cpu:") else None
+
+
+def allow_indexed_cpu_location() -> None:
+    """Let ``torch.load`` map storages to ``cpu:N``: ``Trainer`` loads the optimizer state onto ``args.device`` in a
+    multi-process run, which is ``cpu:N`` for CPU processes, a location torch's own loader refuses ("don't know how
+    to restore data location ... cpu:0"). CPU storages are the same on every index. Registered once."""
+    global _INDEXED_CPU
+    if not _INDEXED_CPU:
+        torch.serialization.register_package(11, lambda storage: None, _cpu_with_index)
+        _INDEXED_CPU = True
+
+
 def mark_complete(folder: str | Path, step: int) -> None:
     """Write ``folder``'s completion marker (atomically: a temporary file renamed over the final name), once every
     other file of the checkpoint is on disk."""

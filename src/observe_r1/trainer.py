@@ -20,7 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOTrainer
 
 from observe_r1.algo import group_advantages
-from observe_r1.checkpoints import is_full_model_dir, load_full_weights, mark_complete
+from observe_r1.checkpoints import allow_indexed_cpu_location, is_full_model_dir, load_full_weights, mark_complete
 from observe_r1.dynamic import PacedCursor, PromptCursor, RefillStep, gather_trained_rows
 from observe_r1.jsonl import append_jsonl
 from observe_r1.lora import freeze_parts, is_adapter_dir, lora_config, record_base
@@ -287,6 +287,8 @@ class ObserveR1Trainer(GRPOTrainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        if self.args.world_size > 1 and self.args.device.type == "cpu":
+            allow_indexed_cpu_location()  # Trainer maps the optimizer state to args.device, cpu:N here
         super()._load_optimizer_and_scheduler(checkpoint)
         if self._cursor is not None and checkpoint is not None:
             self._cursor.load(checkpoint)
