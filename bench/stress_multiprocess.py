@@ -4,7 +4,7 @@
     python bench/stress_multiprocess.py --runs 10 --load 1     # with a busy-loop process beside each run
 
 Each round runs, under ``torchrun --standalone --nproc_per_node 2`` on CPU (gloo): the 2-process test scripts of
-``tests/dist/`` (group split, dynamic sampling, paced curriculum, image positions, LoRA and frozen tower) and a
+``tests/dist/`` (group split, dynamic sampling, paced curriculum, image positions, LoRA and frozen tower, resume) and a
 2-process ``observe-r1 train`` on synthetic data. A run fails when torchrun exits non-zero; the failure's return
 code and the last lines of its output are kept. Writes ``stress.json`` (per entry point: runs, failures, seconds)
 and prints a table.
@@ -43,6 +43,7 @@ def entry_points(model_dir: Path, data: Path, work: Path) -> dict[str, list[str]
         "paced": [*torchrun, str(dist / "dynamic_sampling.py"), str(model_dir), str(work), "paced"],
         "image_positions": [*torchrun, str(dist / "image_positions.py"), str(model_dir), str(work)],
         "lora_freeze": [*torchrun, str(dist / "lora_freeze.py"), str(model_dir), str(work)],
+        "resume": [*torchrun, str(dist / "resume.py"), str(model_dir), str(work)],
         "cli_train": [*torchrun, "-m", "observe_r1.cli", "train", *cli_args],
     }
 

@@ -13,7 +13,8 @@ letter, images decoded batch by batch.
 Writes ``results.json`` (``official``: the benchmark's own figures, computed as its authors' code computes them,
 see :mod:`observe_r1.official`; accuracy under observe-r1's training reward, format_rate, per-category accuracy,
 mean tokens of correct and incorrect responses, mean observe/think lengths; ``n_unscoreable`` and
-``unscoreable_ids``: rows whose gold no rule can score, scored as the authors' code scores them),
+``unscoreable_ids``: rows whose gold no rule can score, scored as the authors' code scores them; ``n_timeouts``
+and ``timeout_ids``: rows whose official reading ran past its time bound, scored wrong),
 ``predictions.jsonl`` (every response, its extracted answer, both verdicts; appended batch by batch so a killed
 eval resumes), and ``summary.md`` (official figures first).
 """
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
-from observe_r1.official import headline, official_correct, official_results
+from observe_r1.official import headline, official_results, official_verdicts
 from observe_r1.plots import pyplot
 from observe_r1.prompts import PLAIN_PROMPT, SYSTEM_PROMPT
 from observe_r1.rewards import extract_answer, format_reward, score_completions
@@ -71,11 +72,21 @@ def score_predictions(
             choices.append(item.get("choices") or [])
             precisions.append(item.get("precision"))
     scores = score_completions(texts, golds, choices=choices, precisions=precisions)
-    items_by_id = {item["id"]: item for item in items}
     for row, score in zip(rows, scores, strict=True):
         row["correct"] = bool(score)
-        row["official"] = official_correct(benchmark, row["extracted"], items_by_id[row["id"]], row["correct"])
+    _add_official(rows, {item["id"]: item for item in items}, benchmark)
     return rows
+
+
+def _add_official(rows: list[dict], items_by_id: dict, benchmark: str | None) -> None:
+    """Each row's official verdict, read under a time bound (a row past it is wrong and marked
+    ``official_timeout``)."""
+    verdicts, timeouts = official_verdicts(benchmark, rows, items_by_id)
+    late = set(timeouts)
+    for row, verdict in zip(rows, verdicts, strict=True):
+        row["official"] = verdict
+        if row["id"] in late:
+            row["official_timeout"] = True
 
 
 def aggregate(rows: list[dict]) -> dict:
@@ -193,13 +204,13 @@ def _write_results(items, rows, out: Path, benchmark, report, *, samples, temper
     order = {it["id"]: i for i, it in enumerate(items)}
     rows = sorted((r for r in rows if r["id"] in order), key=lambda r: (order[r["id"]], r["sample"]))
     by_id = {it["id"]: it for it in items}
-    for row in rows:  # predictions written before official verdicts existed get them now
-        if "official" not in row:
-            row["official"] = official_correct(report.layout, row["extracted"], by_id[row["id"]], row["correct"])
+    _add_official([row for row in rows if "official" not in row], by_id, report.layout)  # older predictions
+    timeouts = sorted({row["id"] for row in rows if row.get("official_timeout")})
     unscoreable = [i for i in report.unscoreable if i in order]
     results = {"benchmark": str(benchmark), "layout": report.layout, "samples": samples, "temperature": temperature,
                "official": official_results(report.layout, items, rows), **aggregate(rows),
                "n_unscoreable": len(unscoreable), "unscoreable_ids": unscoreable,
+               "n_timeouts": len(timeouts), "timeout_ids": timeouts,
                "n_skipped_rows": sum(report.skipped.values()), **extra}  # fmt: skip
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "summary.md").write_text(summary_markdown(results))
@@ -213,6 +224,8 @@ def eval_line(results: dict, out) -> str:
     line = f"accuracy {results['accuracy']:.3f}  format_rate {results['format_rate']:.3f}"
     if results.get("n_unscoreable"):
         line += f"  unscoreable {results['n_unscoreable']}"
+    if results.get("n_timeouts"):
+        line += f"  official reading timed out {results['n_timeouts']} (scored wrong)"
     return f"{head + '  |  ' if head else ''}{line}  -> {out}"
 
 
@@ -248,6 +261,8 @@ def summary_markdown(results: dict) -> str:
              + (f"temperature {results['temperature']}" if results["temperature"] is not None else "saved responses"),
              f"- **accuracy: {results['accuracy']:.3f}**", f"- format rate: {results['format_rate']:.3f}",
              f"- unscoreable golds: {results.get('n_unscoreable', 0)} {results.get('unscoreable_ids', [])[:10]}",
+             f"- official readings past the time bound (scored wrong): {results.get('n_timeouts', 0)} "
+             f"{results.get('timeout_ids', [])[:10]}",
              f"- mean tokens (correct / incorrect): {results['mean_tokens_correct']} / "
              f"{results['mean_tokens_incorrect']}",
              "", "| category | accuracy |", "|---|---|"]  # fmt: skip

@@ -55,23 +55,27 @@ def _raise_item_timeout(signum, frame):
     raise _ItemTimeout
 
 
-def _math_chunk(pairs: list[tuple[str, str]], timeout: float) -> list[bool | None | str]:
-    """Runs in a worker process's main thread, where SIGALRM can bound each item."""
+def _bounded_chunk(func, args_list: list[tuple], timeout: float) -> list:
+    """``func(*args)`` for each args, in a worker process's main thread, where SIGALRM can bound each call:
+    ``"timeout"`` for a call that ran past ``timeout`` seconds, ``"error"`` for one that raised."""
     signal.signal(signal.SIGALRM, _raise_item_timeout)
     out = []
-    for pair in pairs:
+    for args in args_list:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
-            out.append(_math_equal_unbounded(*pair))
+            out.append(func(*args))
         except _ItemTimeout:
             out.append("timeout")
+        except Exception:  # noqa: BLE001 - a reader that chokes on untrusted text gives no verdict, never a crash
+            out.append("error")
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     return out
 
 
 class _MathPool:
-    """Worker processes for math-verify; a worker that exceeds its per-item timeout is killed with its pool."""
+    """Worker processes for readers of untrusted text (math-verify, the benchmarks' official rules); a worker that
+    exceeds its per-item timeout is killed with its pool."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -94,25 +98,30 @@ class _MathPool:
                 self._pool.terminate()
             self._pool = None
 
-    def map(self, pairs: list[tuple[str, str]], workers: int, timeout: float) -> list[bool | None | str]:
-        """Results per pair; the string ``"timeout"`` where an item ran past ``timeout`` seconds.
+    def map(self, func, pairs: list[tuple], workers: int, timeout: float) -> list:
+        """``func(*pair)`` per pair; the string ``"timeout"`` where an item ran past ``timeout`` seconds, ``"error"``
+        where it raised.
 
         Items travel in chunks (one message per chunk, not per item); inside a worker SIGALRM bounds each item.
         A chunk whose worker doesn't answer in ``timeout × len(chunk) + 5`` seconds (stuck in C code, where the
-        alarm can't interrupt) is scored as timed out and the pool is replaced; the other chunks go on.
+        alarm can't interrupt) has its pool replaced and its items run again one by one, so that only the stuck
+        item is scored as timed out; the other chunks go on.
         """
         size = max(1, min(64, math.ceil(len(pairs) / (4 * workers))))
         chunks = [list(range(s, min(s + size, len(pairs)))) for s in range(0, len(pairs), size)]
         results: dict[int, bool | None | str] = {}
         while chunks:
             pool = self._get(workers)
-            handles = [(c, pool.apply_async(_math_chunk, ([pairs[i] for i in c], timeout))) for c in chunks]
+            handles = [(c, pool.apply_async(_bounded_chunk, (func, [pairs[i] for i in c], timeout))) for c in chunks]
             chunks = []
             for k, (chunk, handle) in enumerate(handles):
                 try:
                     results.update(zip(chunk, handle.get(timeout=timeout * len(chunk) + 5), strict=True))
                 except (mp.TimeoutError, _ItemTimeout):
-                    results.update((i, "timeout") for i in chunk)
+                    if len(chunk) == 1:
+                        results[chunk[0]] = "timeout"
+                    else:  # which item is stuck is unknown: each goes again alone, so only that one times out
+                        chunks += [[i] for i in chunk]
                     for other, h in handles[k + 1 :]:
                         if h.ready() and h.successful():
                             results.update(zip(other, h.get(), strict=True))
@@ -135,10 +144,17 @@ def gold_parses(gold: str, *, timeout: float = 3.0) -> bool:
         return math_equal(gold, gold, timeout=timeout) is not None
     previous = signal.getsignal(signal.SIGALRM)
     try:
-        result = _math_chunk([(gold, gold)], timeout)[0]
+        result = _bounded_chunk(_math_equal_unbounded, [(gold, gold)], timeout)[0]
     finally:
         signal.signal(signal.SIGALRM, previous)
-    return result not in (None, "timeout")
+    return result not in (None, "timeout", "error")
+
+
+def bounded_map(func, args_list: list[tuple], *, timeout: float = 3.0, workers: int = 2) -> list:
+    """``func(*args)`` for each args, each call bounded by ``timeout`` seconds in a worker process (``func`` must be
+    a module-level function): ``"timeout"`` where a call ran past it, ``"error"`` where it raised. For any reading
+    of untrusted text (a model's answer, a benchmark's gold) that could hang or blow up."""
+    return _MATH_POOL.map(func, args_list, workers, timeout) if args_list else []
 
 
 def math_equal(prediction: str, gold: str, *, timeout: float = 3.0, workers: int = 1) -> bool | None:
@@ -158,9 +174,12 @@ def math_equal_many(pairs: list[tuple[str, str]], *, timeout: float, workers: in
         else:
             slow.append(i)
     if slow:
-        for i, result in zip(slow, _MATH_POOL.map([pairs[i] for i in slow], workers, timeout), strict=True):
+        results = _MATH_POOL.map(_math_equal_unbounded, [pairs[i] for i in slow], workers, timeout)
+        for i, result in zip(slow, results, strict=True):
             if result == "timeout":
                 REWARD_STATS["timeout"] += 1
+                result = False
+            elif result == "error":
                 result = False
             out[i] = result
     return out

@@ -31,6 +31,7 @@ import re
 from collections import defaultdict
 
 from observe_r1.layouts import LETTERS
+from observe_r1.mathpool import bounded_map
 
 BENCHMARKS = ("mathvista", "mathvision", "wemath", "logicvista", "mathverse", "mmmu")
 
@@ -124,23 +125,40 @@ def mathvista_correct(extracted: str | None, item: dict) -> bool:
 
 # ---- MATH-V: its answer reading (a rule-based re-extraction), then its comparison
 def _latex_value(text: str) -> float | None:
-    """The numeric value of a LaTeX expression as MATH-V computes it: parsed by latex2sympy, printed, and the
-    printed expression evaluated with Python's ``math`` names (so ``csc``, ``E`` or a free symbol give no value);
-    None when there is none. MATH-V's parser (the original latex2sympy2) reads neither ``\\boxed``,
-    ``^{\\circ}`` nor an escaped ``\\$``: text with them has no value (such golds match only as text)."""
+    """The numeric value of a LaTeX expression as MATH-V computes it, without running any text as code.
+
+    MATH-V parses with latex2sympy, prints the expression and evaluates the printed text with Python's ``math`` names
+    and no builtins: a printed name that ``math`` lacks (``csc``, ``E``, ``Abs``, a free symbol ``x``) gives no value,
+    one it has (``pi``, ``sqrt``, a free ``e``) gives ``math``'s. Here the same names decide, and sympy evaluates the
+    expression numerically (30 digits). None when there is no finite value. MATH-V's parser (the original
+    latex2sympy2) reads neither ``\\boxed``, ``^{\\circ}`` nor an escaped ``\\$``: text with them has no value
+    (such golds match only as text). Untrusted text: call it inside :func:`official_verdicts`' bound.
+
+    >>> _latex_value("4\\pi"), _latex_value("\\frac{1}{2}"), _latex_value("\\csc 2"), _latex_value("x+1")
+    (12.566370614359172, 0.5, None, None)
+    """
     if any(token in text for token in ("\\boxed", "\\circ", "\\$")):
         return None
     try:
+        import sympy
         from latex2sympy2_extended import latex2sympy
 
-        value = eval(str(latex2sympy(text)), {"__builtins__": {}}, _MATH_NAMES)  # noqa: S307 - a printed expression
-        value = float(value)
+        expr = latex2sympy(text)
+        if isinstance(expr, sympy.logic.boolalg.BooleanAtom):  # Python reads a printed True / False as 1 / 0
+            return float(bool(expr))
+        if any(name not in _MATH_NAMES for name in _NAME.findall(str(expr))):
+            return None
+        constants = {s: sympy.Float(_MATH_NAMES[s.name], 30) for s in expr.free_symbols}  # a free e, pi, tau
+        value = complex(expr.doit().subs(constants).evalf(30))  # doit: latex2sympy keeps some parts unevaluated
     except Exception:  # noqa: BLE001 - the parser raises many unrelated types on text that is not maths
         return None
-    return value if math.isfinite(value) else None
+    if value.imag != 0 or not math.isfinite(value.real):
+        return None
+    return value.real
 
 
 _MATH_NAMES = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # identifiers of a printed sympy expression (digits in 1e-5 aside)
 
 
 def _braced_single_chars(text: str, command: str) -> str:
@@ -343,6 +361,17 @@ def official_correct(benchmark: str, extracted: str | None, item: dict, reward_c
     if benchmark == "logicvista":
         return logicvista_correct(extracted, item)
     return reward_correct and bool(item["answer"].strip())
+
+
+def official_verdicts(benchmark: str, rows: list[dict], items_by_id: dict, *, timeout: float = 3.0,
+                      workers: int = 2) -> tuple[list[bool], list[str]]:  # fmt: skip
+    """:func:`official_correct` for every prediction row (``extracted``, ``correct``, ``id``), each reading bounded
+    like the training reward's: ``timeout`` seconds in a worker process. A row that runs past it, or whose reading
+    raises, is wrong. Returns the verdicts and the ids of the rows that ran past the bound."""
+    args = [(benchmark, row["extracted"], items_by_id[row["id"]], row["correct"]) for row in rows]
+    results = bounded_map(official_correct, args, timeout=timeout, workers=workers)
+    timeouts = [row["id"] for row, result in zip(rows, results, strict=True) if result == "timeout"]
+    return [result is True for result in results], timeouts
 
 
 # ------------------------------------------------------------------------------------------------ figures
