@@ -275,8 +275,26 @@ def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> 
 
 
 def end_processes(trainer) -> None:
-    """Wait for every process, then destroy the process group (a no-op in one process). A group left for the
-    interpreter's exit to tear down aborted a rank now and then, after its last step ("terminate called without
-    an active exception", SIGABRT), which fails the run for any scheduler that reads exit codes."""
+    """End a multi-process run cleanly (a no-op in one process): release the trainer's distributed wrapper, wait for
+    every process, then destroy the process group, on every process at once.
+
+    Left to the interpreter's exit, the group's gloo/NCCL threads were torn down while the other process had gone:
+    a rank aborted now and then after its last step ("terminate called without an active exception", SIGABRT), or,
+    with the group destroyed while DDP's reducer still held it, hung in the group's destructor at exit."""
+    import gc
+    import warnings
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not dist.is_initialized():
+        return
+    trainer.model_wrapped = trainer.model  # DDP's reducer holds the group: it must go first
+    trainer.accelerator.free_memory()  # the accelerator's references to prepared models, optimizers, loaders
+    gc.collect()
+    held = sum(issubclass(type(o), DistributedDataParallel) for o in gc.get_objects())
+    if held:
+        warnings.warn(f"{held} DistributedDataParallel wrapper(s) still referenced: the process group outlives "
+                      "destroy_process_group and is torn down at exit", stacklevel=2)  # fmt: skip
     trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    dist.destroy_process_group()  # the group's last reference: its threads stop now, every peer still alive

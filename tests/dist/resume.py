@@ -43,10 +43,10 @@ def main(model_dir: str, out_dir: str) -> None:
                                     callbacks=[callback], concise_progress=False)  # fmt: skip
             trainer.train(resume_from_checkpoint=str(Path(args.output_dir) / resume) if resume else None)
             final = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-            runs[name] = (callback, final, trainer)
+            runs[name] = (callback, final, trainer.accelerator.num_processes)  # not the trainer: see end_processes
         straight, _, resumed = runs["straight"], runs["stopped"], runs["resumed"]
         report[mode] = {
-            "world": resumed[2].accelerator.num_processes,
+            "world": resumed[2],
             "moved_by_step_2": len(differing(straight[0].at_start, straight[0].weights)),
             "differ_at_restart": differing(resumed[0].at_start, straight[0].weights),
             "differ_at_end": differing(resumed[1], straight[1]),
