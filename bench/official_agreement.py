@@ -169,6 +169,33 @@ def _other(rng: random.Random, pool: list[str], not_this: str) -> str | None:
     return rng.choice(others) if others else None
 
 
+def _thousands(gold: str, rng: random.Random) -> str | None:
+    """An integer gold of 4+ digits written with a thousands separator as models write them."""
+    if not re.fullmatch(r"-?\d{4,}", gold):
+        return None
+    grouped = f"{int(gold):,}"
+    return grouped.replace(",", rng.choice([",", "{,}", "\\,", ",\\!", " "]))
+
+
+def _real_forms(rng: random.Random, gold: str, weight: float) -> list[tuple[str, float, str | None]]:
+    """Forms real models write around a final answer (weights sum to ``weight``): LaTeX spacing and thousands
+    separators, a unit, ``\\text{}``, a percent sign, a trailing period, a leading "The answer is", math mode."""
+    unit = rng.choice([" cm", "\\text{ cm}", " m^2", "^\\circ", "°", " units", "\\text{km}"])
+    number = _number(gold) is not None
+    forms = [
+        ("thousands", 0.2, _thousands(gold, rng)),
+        ("unit", 0.15, f"{gold}{unit}" if number else None),
+        ("text_wrapped", 0.1, f"\\text{{{gold}}}"),
+        ("percent", 0.1, gold + rng.choice(["%", "\\%"]) if number else None),
+        ("trailing_period", 0.15, f"{gold}."),
+        ("answer_is", 0.15, f"{rng.choice(['The answer is', 'The final answer is', 'Answer:'])} {gold}"),
+        ("math_mode", 0.1, rng.choice([f"${gold}$", f"\\({gold}\\)"])),
+        ("spaced", 0.05, f" {gold} " if number else None),
+    ]
+    usable = sum(w for _, w, a in forms if a is not None)
+    return [(f, w * weight / usable, a) for f, w, a in forms]
+
+
 def craft_mathvista(rng: random.Random, row: dict) -> tuple[str, str]:
     gold = str(row["answer"])
     if row["question_type"] == "multi_choice":
@@ -189,6 +216,9 @@ def craft_mathvista(rng: random.Random, row: dict) -> tuple[str, str]:
                 ("wrong_text", 0.12, choices[wrong_index] if wrong_index is not None else None),
                 ("free_text", 0.04, "none of these"),
                 ("empty", 0.06, ""),
+                ("answer_is_letter", 0.05, f"The answer is {letter}."),
+                ("letter_period", 0.04, f"{letter}."),
+                ("option_text_period", 0.03, f"{gold}."),
             ],
         )
     value = _number(gold)
@@ -196,6 +226,7 @@ def craft_mathvista(rng: random.Random, row: dict) -> tuple[str, str]:
         return _pick(
             rng,
             [
+                *_real_forms(rng, gold, 0.25),
                 ("gold", 0.35, gold),
                 ("gold_point_zero", 0.12, f"{gold}.0"),
                 ("gold_plus_fraction", 0.08, f"{gold}.4"),
@@ -209,6 +240,7 @@ def craft_mathvista(rng: random.Random, row: dict) -> tuple[str, str]:
         return _pick(
             rng,
             [
+                *_real_forms(rng, gold, 0.25),
                 ("gold", 0.35, gold),
                 ("gold_trailing_zero", 0.1, gold + "0" if "." in gold else gold + ".0"),
                 ("gold_extra_digit", 0.12, gold + "1" if "." in gold else gold + ".01"),
@@ -219,6 +251,7 @@ def craft_mathvista(rng: random.Random, row: dict) -> tuple[str, str]:
     return _pick(
         rng,
         [
+            *_real_forms(rng, gold, 0.2),
             ("gold", 0.45, gold),
             ("gold_no_spaces", 0.15, gold.replace(" ", "")),
             ("wrong", 0.3, "[0, 0]"),
@@ -242,6 +275,10 @@ def craft_mathvision(rng: random.Random, row: dict) -> tuple[str, str]:
                 ("boxed_letter", 0.08, f"\\boxed{{{gold}}}"),
                 ("lower_letter", 0.05, gold.lower()),
                 ("option_text", 0.12, text),
+                ("option_text_no_math", 0.05, text.strip("$") if text and text.startswith("$") else None),
+                ("option_text_period", 0.03, f"{text}." if text else None),
+                ("answer_is_letter", 0.05, f"The answer is {gold}."),
+                ("letter_period", 0.04, f"{gold}."),
                 ("wrong_letter", 0.25, _other(rng, list(letters), gold)),
                 ("empty", 0.05, ""),
             ],
@@ -250,6 +287,7 @@ def craft_mathvision(rng: random.Random, row: dict) -> tuple[str, str]:
     return _pick(
         rng,
         [
+            *_real_forms(rng, gold, 0.3),
             ("gold", 0.3, gold),
             ("boxed", 0.1, f"\\boxed{{{gold}}}"),
             ("two_decimals", 0.1, f"{value:.2f}" if value is not None else None),
@@ -283,6 +321,9 @@ def craft_wemath(rng: random.Random, row: dict) -> tuple[str, str]:
             ("letter_dot_text", 0.08, f"{gold}. {text}" if text else None),
             ("option_text", 0.07, text),
             ("lower_letter", 0.04, gold.lower()),
+            ("answer_is_letter", 0.05, f"The answer is {gold}."),
+            ("answer_colon", 0.05, f"Answer: {gold}."),
+            ("letter_period", 0.04, f"{gold}."),
             ("wrong_letter", 0.27, _other(rng, list(options) or list("ABCD"), gold)),
             ("empty", 0.04, ""),
         ],
@@ -314,6 +355,8 @@ def craft_logicvista(rng: random.Random, row: dict) -> tuple[str, str]:
             ("gold", 0.38, gold),
             ("paren_letter", 0.1, f"({gold})"),
             ("lower", 0.05, gold.lower()),
+            ("answer_is_letter", 0.05, f"The answer is {gold}."),
+            ("letter_period", 0.05, f"{gold}."),
             ("wrong_letter", 0.37, _other(rng, list("ABCDE"), gold)),
             ("empty", 0.1, ""),
         ],
@@ -966,6 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", help="run each seed into OUT/seed-N and write OUT/seeds.md")
     parser.add_argument(
         "--theirs-only",
         action="store_true",
@@ -985,6 +1029,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.repos is None:
         parser.error("--repos is required")
+    if args.seeds:
+        return run_seeds(args)
     check_official_python(args.official_python, args.only)
     global PLAIN
     PLAIN = args.plain
@@ -1056,6 +1102,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out / 'official_agreement.md'}", flush=True)
     print((args.out / "official_agreement.md").read_text())
     return 1 if args.check and failing else 0
+
+
+def run_seeds(args) -> int:
+    """One run per seed (``OUT/seed-N``, ``OUT/plain-seed-N`` with ``--plain``), then ``OUT/seeds.json`` and
+    ``OUT/seeds.md``: per seed and benchmark, the rows whose verdicts differ and the largest target difference."""
+    base = ["--repos", str(args.repos), "--official-python", args.official_python, "--only", *args.only]
+    base += ["--benchmarks", str(args.benchmarks)] if args.benchmarks else []
+    base += [flag for flag, on in (("--plain", args.plain), ("--theirs-only", args.theirs_only)) if on]
+    summary, code = {}, 0
+    for seed in args.seeds:
+        out = args.out / f"{'plain-' if args.plain else ''}seed-{seed}"
+        code |= main([*base, "--seed", str(seed), "--out", str(out)])
+        report = json.loads((out / "official_agreement.json").read_text())
+        summary[seed] = {
+            name: {"rows": entry["n_rows"], "differ": (entry.get("per_item_agreement") or {}).get("n_disagree"),
+                   "largest_target_diff": max((abs(r["diff"]) for r in entry["figures"]
+                                               if r["target"] and r["diff"] is not None), default=None)}
+            for name, entry in report["benchmarks"].items()
+        }  # fmt: skip
+        summary[seed]["failing_targets"] = report["failing_targets"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "plain-seeds" if args.plain else "seeds"
+    (args.out / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    benchmarks = list(args.only)
+    lines = ["| seed | " + " | ".join(f"{b} rows differ / largest diff" for b in benchmarks) + " |",
+             "|---|" + "---|" * len(benchmarks)]  # fmt: skip
+    for seed, entry in summary.items():
+        cells = [f"{entry[b]['differ']} / {entry[b]['largest_target_diff'] or 0:.4f}" for b in benchmarks]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return code
 
 
 if __name__ == "__main__":

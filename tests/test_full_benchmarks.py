@@ -249,3 +249,35 @@ def test_compare_shows_the_official_figures_first(tmp_path):
     assert header.startswith("| run | official score (strict) | official score (loose) | accuracy |")
     assert right.startswith("| wemath | 1.000 | 1.000 | 1.000 |")
     assert wrong.startswith("| wrong | 0.000 | 0.000 | 0.000 |")  # every problem IK: score (525 - 525) / 525
+
+
+def test_mathvision_row_2125_option_text_with_latex_spacing_is_read_as_mathv_reads_it():
+    # row 2125: options written with LaTeX thin spaces as thousands separators, gold C. MATH-V's parser (the original
+    # latex2sympy2) can't read "\!" or "{,}", so the option's text matches only as text: its code scores the option
+    # text written back wrong (seen at seed 2 of bench/official_agreement.py), the letter right.
+    options = ["$1,\\!004,\\!004$", "$1,\\!005,\\!006$", "$1,\\!507,\\!509$", "$3,\\!015,\\!018$", "$6,\\!021,\\!018$"]
+    item = {"answer": "C", "choices": options, "meta": {"options": options}}
+    assert not mathvision_correct("$1,\\!507,\\!509$", item) and not mathvision_correct("1507509", item)
+    assert mathvision_correct("C", item) and mathvision_correct("\\boxed{C}", item)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [  # values MATH-V's code gives (the original latex2sympy2, printed and evaluated), measured in its interpreter
+        ("$1,\\!507,\\!509$", None),  # LaTeX spacing: unreadable
+        ("1{,}507", None),
+        ("1,507,509", 1507509.0),  # plain thousands separators are read
+        ("$12\\frac{1}{2}$", 6.0),  # a mixed number is a product
+        ("$12 \\%$", None),  # \% after a space: unreadable; without it, a percent
+        ("$12\\%$", 0.12),
+        ("12%", None),  # a bare % is a comment
+        ("{109}", 109.0),  # a braced answer (\text{109} once \text is stripped) is its content
+        ("1 010", 10.0),  # space-separated digits multiply
+        ("\\(12\\)", None),
+        ('\\frac{1}{8}"', None),
+    ],
+)
+def test_mathvision_values_follow_mathv_parser(text, value):
+    from observe_r1.official import _latex_value
+
+    assert _latex_value(text) == (pytest.approx(value) if value is not None else None)

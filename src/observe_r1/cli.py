@@ -102,14 +102,38 @@ def eval_cmd(
     strict: bool = typer.Option(
         False, help="Stop at a gold answer no rule can score, instead of scoring it as the authors do and counting it."
     ),
+    judge_url: str = typer.Option(
+        None,
+        help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1) of an LLM that reads the answers the rules "
+        "cannot, as MathVista, MathVerse and LogicVista's authors do; answers cached in OUT/judge_cache.jsonl.",
+    ),
+    judge_model: str = typer.Option(None, help="Model name the judge server serves (needed with --judge-url)."),
+    judge_api_key_env: str = typer.Option(
+        "OPENAI_API_KEY", help="Environment variable holding the judge's API key (a local server needs none)."
+    ),
+    judge_concurrency: int = typer.Option(8, help="Judge requests in flight at once."),
+    judge_timeout: float = typer.Option(60.0, help="Seconds before one judge request is abandoned and retried."),
+    judge_retries: int = typer.Option(
+        3, help="Retries of a failed judge request (backoff 1, 2, 4 s …); then that row keeps the rule reading."
+    ),
 ) -> None:
     """Evaluate a model, or score saved responses: the benchmark's official figures, accuracy, format compliance
-    and response lengths (resumable)."""
+    and response lengths (resumable). With --judge-url, answers the rules cannot read are read by an LLM judge."""
+    import os
+
     from observe_r1.eval import eval_line, evaluate, score_responses
 
+    judge = None
+    if (judge_url is None) != (judge_model is None):
+        raise typer.BadParameter("give --judge-url and --judge-model together")
+    if judge_url is not None:
+        from observe_r1.judge import Judge
+
+        judge = Judge(judge_url, judge_model, api_key=os.environ.get(judge_api_key_env), key_env=judge_api_key_env,
+                      concurrency=judge_concurrency, timeout=judge_timeout, retries=judge_retries)  # fmt: skip
     if responses is not None:
         results = score_responses(benchmark, responses, out, layout=layout, limit=limit, skip_bad_rows=skip_bad_rows,
-                                  strict=strict)  # fmt: skip
+                                  strict=strict, judge=judge)  # fmt: skip
     else:
         if model is None:
             raise typer.BadParameter("give --model to generate, or --responses to score saved responses")
@@ -118,7 +142,7 @@ def eval_cmd(
         generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
         results = evaluate(generator, benchmark, out, samples=samples, temperature=temperature, prompt=prompt,
                            limit=limit, layout=layout, batch_size=batch_size, image_root=image_root,
-                           skip_bad_rows=skip_bad_rows, strict=strict)  # fmt: skip
+                           skip_bad_rows=skip_bad_rows, strict=strict, judge=judge)  # fmt: skip
     typer.echo(eval_line(results, out))
 
 

@@ -17,11 +17,18 @@ mean tokens of correct and incorrect responses, mean observe/think lengths; ``n_
 and ``timeout_ids``: rows whose official reading ran past its time bound, scored wrong),
 ``predictions.jsonl`` (every response, its extracted answer, both verdicts; appended batch by batch so a killed
 eval resumes), and ``summary.md`` (official figures first).
+
+With a judge (``judge=``, :class:`observe_r1.judge.Judge`), MathVista, MathVerse and LogicVista rows whose answer
+the rules cannot read are read by the judge, as those benchmarks' authors read every answer (which rows:
+:mod:`observe_r1.judge`); its answers are kept in ``judge_cache.jsonl``, each judged row carries ``judge`` in
+``predictions.jsonl``, and ``results.json`` has a ``judge`` block. Without a judge, rows a judge read before go back
+to their rule verdicts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -30,6 +37,7 @@ from tqdm import tqdm
 
 from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
+from observe_r1.judge import JUDGED, clear_judgements, judge_rows
 from observe_r1.official import headline, official_results, official_verdicts
 from observe_r1.plots import pyplot
 from observe_r1.prompts import PLAIN_PROMPT, SYSTEM_PROMPT
@@ -128,11 +136,14 @@ def evaluate(
     image_root: str | Path | None = None,
     skip_bad_rows: bool = False,
     strict: bool = False,
+    judge=None,
 ) -> dict:
     """Evaluate ``generator`` on ``benchmark`` into ``out``; resumes from ``out/predictions.jsonl``.
 
     Images are decoded batch by batch: memory does not grow with the benchmark. A row whose gold no rule can
     score is evaluated, scored as the benchmark's authors score it and listed (``strict``: an error instead).
+    ``judge``: reads the answers the rules cannot (the server is checked before generating, so an unreachable
+    one stops the eval at once).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,6 +158,8 @@ def evaluate(
     write_jsonl(predictions, (r for v in done.values() for r in v))
     system_prompt = SYSTEM_PROMPT if prompt == "observe" else PLAIN_PROMPT
     todo = [it for it in items if it["id"] not in done]
+    if judge is not None and report.layout in JUDGED and todo:
+        judge.check()
     with tqdm(total=len(items), initial=len(items) - len(todo), desc="eval", unit="item") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
@@ -156,7 +169,7 @@ def evaluate(
             append_jsonl(predictions, score_predictions(batch, responses, report.layout))
             bar.update(len(batch))
     return _write_results(items, read_jsonl(predictions), out, benchmark, report, samples=samples,
-                          temperature=temperature)  # fmt: skip
+                          temperature=temperature, judge=judge)  # fmt: skip
 
 
 def score_responses(
@@ -168,12 +181,13 @@ def score_responses(
     limit: int | None = None,
     skip_bad_rows: bool = False,
     strict: bool = False,
+    judge=None,
 ) -> dict:
     """Score saved responses (lines ``{"id", "response"}``, several per id = samples in order) without a model
     and without opening any image; writes the same files as :func:`evaluate`.
 
     Responses for ids the benchmark lacks are an error (a wrong file); benchmark items without a response are
-    left out and counted in ``results.json`` (``n_missing``).
+    left out and counted in ``results.json`` (``n_missing``). ``judge``: as for :func:`evaluate`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,21 +211,46 @@ def score_responses(
     write_jsonl(out / "predictions.jsonl", rows)
     samples = max(len(v) for v in by_id.values())
     return _write_results(scored, rows, out, benchmark, report, samples=samples, temperature=None,
-                          n_missing=len(items) - len(scored))  # fmt: skip
+                          n_missing=len(items) - len(scored), judge=judge)  # fmt: skip
 
 
-def _write_results(items, rows, out: Path, benchmark, report, *, samples, temperature, **extra) -> dict:
+def _replace_jsonl(path: Path, rows: list[dict]) -> None:
+    """Rewrite ``path`` whole through a temporary file: a crash leaves the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_jsonl(tmp, rows)
+    os.replace(tmp, path)
+
+
+def _judge_note(block: dict) -> str:
+    """One sentence on what the judge read, for ``results.json``'s official block and ``summary.md``."""
+    return (f"answers the rules could not read were read by judge {block['model']!r} at {block['url']} (prompt "
+            f"{block['prompt_version']}): {block['rows_judged']} of {block['rows']} responses judged, "
+            f"{block['changed_verdicts']} verdicts changed, {block['failures']} kept the rule reading after a "
+            f"failed or unreadable answer")  # fmt: skip
+
+
+def _write_results(items, rows, out: Path, benchmark, report, *, samples, temperature, judge=None, **extra) -> dict:
+    all_rows = list(rows)
     order = {it["id"]: i for i, it in enumerate(items)}
-    rows = sorted((r for r in rows if r["id"] in order), key=lambda r: (order[r["id"]], r["sample"]))
+    rows = sorted((r for r in all_rows if r["id"] in order), key=lambda r: (order[r["id"]], r["sample"]))
     by_id = {it["id"]: it for it in items}
     _add_official([row for row in rows if "official" not in row], by_id, report.layout)  # older predictions
+    rewrite = clear_judgements(all_rows)  # the rule verdicts, whatever a judge said in an earlier run
+    judged = judge_rows(rows, by_id, report.layout, judge, out) if judge is not None else None
+    if rewrite or (judged and judged.get("rows_asked")):  # rows carry what the judge said (and go back without one)
+        _replace_jsonl(out / "predictions.jsonl", all_rows)
     timeouts = sorted({row["id"] for row in rows if row.get("official_timeout")})
     unscoreable = [i for i in report.unscoreable if i in order]
+    official = official_results(report.layout, items, rows)
+    if official and judged and judged.get("rows_asked"):
+        official["judge"] = _judge_note(judged)
     results = {"benchmark": str(benchmark), "layout": report.layout, "samples": samples, "temperature": temperature,
-               "official": official_results(report.layout, items, rows), **aggregate(rows),
+               "official": official, **aggregate(rows),
                "n_unscoreable": len(unscoreable), "unscoreable_ids": unscoreable,
                "n_timeouts": len(timeouts), "timeout_ids": timeouts,
                "n_skipped_rows": sum(report.skipped.values()), **extra}  # fmt: skip
+    if judged is not None:
+        results["judge"] = judged
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "summary.md").write_text(summary_markdown(results))
     return results
@@ -226,6 +265,12 @@ def eval_line(results: dict, out) -> str:
         line += f"  unscoreable {results['n_unscoreable']}"
     if results.get("n_timeouts"):
         line += f"  official reading timed out {results['n_timeouts']} (scored wrong)"
+    judge = results.get("judge")
+    if judge and "rows_asked" in judge:
+        line += (f"  judge: {judge['rows_judged']} responses read, {judge['requests']} requests, "
+                 f"{judge['cached']} cached, {judge['failures']} fell back")  # fmt: skip
+    elif judge:
+        line += "  judge not used (rules only for this benchmark)"
     return f"{head + '  |  ' if head else ''}{line}  -> {out}"
 
 
@@ -234,6 +279,8 @@ def _official_markdown(official: dict) -> list[str]:
     fig = official["sample_0"]
     lines = [f"## Official {official['benchmark']} figures ({official['uses']} of {official['n_samples']})", ""]
     lines += [f"- **{name}: {value:.4f}**" for name, value in headline(official)]
+    if official.get("judge"):
+        lines += [f"- Read with an LLM judge: {official['judge']}."]
     scalars = {k: v for k, v in fig.items() if not isinstance(v, dict)}
     counts = {k: v for k, v in fig.items() if isinstance(v, dict) and set(v) == {"count", "rate"}}
     lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in scalars.items()]

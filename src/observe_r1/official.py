@@ -131,14 +131,20 @@ def _latex_value(text: str) -> float | None:
     and no builtins: a printed name that ``math`` lacks (``csc``, ``E``, ``Abs``, a free symbol ``x``) gives no value,
     one it has (``pi``, ``sqrt``, a free ``e``) gives ``math``'s. Here the same names decide, and sympy evaluates the
     expression numerically (30 digits). None when there is no finite value. MATH-V's parser (the original
-    latex2sympy2) reads neither ``\\boxed``, ``^{\\circ}`` nor an escaped ``\\$``: text with them has no value
-    (such golds match only as text). Untrusted text: call it inside :func:`official_verdicts`' bound.
+    latex2sympy2) reads neither ``\\boxed``, ``^{\\circ}``, an escaped ``\\$``, the spacing ``\\!``, ``{,}``, ``\\(``
+    nor a bare ``%`` (nor ``\\%`` after a space): text with them has no value (such golds match only as text); it
+    reads a text wrapped in braces as its content, a digit before ``\\frac`` and space-separated digits as products
+    (``2\\frac{1}{2}`` is 1, ``1 010`` is 10). Untrusted text: call it inside :func:`official_verdicts`' bound.
 
-    >>> _latex_value("4\\pi"), _latex_value("\\frac{1}{2}"), _latex_value("\\csc 2"), _latex_value("x+1")
+    >>> _latex_value("4\\\\pi"), _latex_value("\\\\frac{1}{2}"), _latex_value("\\\\csc 2"), _latex_value("x+1")
     (12.566370614359172, 0.5, None, None)
     """
-    if any(token in text for token in ("\\boxed", "\\circ", "\\$")):
+    if any(token in text for token in _MATHV_UNREADABLE) or _UNREADABLE_PERCENT.search(text):
         return None
+    while _ONE_GROUP.fullmatch(text) and _balanced(text[1:-1]):  # it reads "{12}" as 12
+        text = text[1:-1]
+    text = _MIXED_NUMBER.sub(r"\1 \\cdot \\frac", text)  # it reads 2\frac{1}{2} as 2 · 1/2
+    text = _SPACED_DIGITS.sub(r"\1 \\cdot ", text)  # and "1 010" as 1 · 10
     try:
         import sympy
         from latex2sympy2_extended import latex2sympy
@@ -158,6 +164,23 @@ def _latex_value(text: str) -> float | None:
 
 
 _MATH_NAMES = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
+# What MATH-V's parser (the original latex2sympy2) can't read, where latex2sympy2_extended can: no value then.
+# "\\!" and "{,}" are LaTeX spacing in thousands separators (row 2125's options: $1,\\!507,\\!509$).
+_MATHV_UNREADABLE = ("\\boxed", "\\circ", "\\$", "\\!", "{,}", "\\(", '"')
+_UNREADABLE_PERCENT = re.compile(r"(?<!\\)%|\s\\%")  # a bare %, or \% after a space
+_ONE_GROUP = re.compile(r"\{.*\}", re.S)
+_MIXED_NUMBER = re.compile(r"(\d)\s*\\frac")
+_SPACED_DIGITS = re.compile(r"(\d)\s+(?=\d)")
+
+
+def _balanced(text: str) -> bool:
+    """Whether every brace of ``text`` closes in order (so ``{a}{b}`` is not one group around ``a}{b``)."""
+    depth = 0
+    for char in text:
+        depth += (char == "{") - (char == "}")
+        if depth < 0:
+            return False
+    return depth == 0
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # identifiers of a printed sympy expression (digits in 1e-5 aside)
 
 
