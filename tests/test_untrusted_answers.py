@@ -55,7 +55,7 @@ def test_mathv_values_without_eval():
     # the values MATH-V's rule gives (printed expression under Python's math names), computed by sympy instead
     assert _latex_value("4\\pi") == pytest.approx(12.5664, abs=1e-4)
     assert _latex_value("\\frac{\\sqrt{3}}{2}") == pytest.approx(0.8660, abs=1e-4)
-    assert _latex_value("$50 \\%$") == 0.5  # latex2sympy keeps the percent unevaluated
+    assert _latex_value("$50\\%$") == 0.5  # latex2sympy keeps the percent unevaluated
     assert _latex_value("1,507,509") == 1507509.0
     assert _latex_value("\\csc 2") is None and _latex_value("x + 1") is None  # names math lacks give no value
     assert _latex_value("\\sqrt{-1}") is None and _latex_value("\\infty") is None and _latex_value("1/0") is None

@@ -20,7 +20,8 @@ mathvista    extraction, for a response with no marked answer (``<answer>…</an
 mathverse    extraction, for a response with no marked answer (any non-empty marked answer is the
              extraction); then equivalence, for every answer observe-r1's reward marks wrong, unless the answer
              and the gold are both single option letters (a different letter is wrong without asking) or
-             either is empty. An answer the reward accepts is right without asking.
+             either is empty. An answer the reward accepts is right without asking; a row with an empty gold
+             is wrong (as without a judge) and is not asked.
 logicvista   extraction, for a response with no marked answer or whose marked answer is not a plain list of
              option letters (``A``, ``a, c``, ``(B) and (D)``) or a single digit (an option number). The
              judge's reply is read by :func:`~observe_r1.official.logicvista_letters` and compared as a set.
