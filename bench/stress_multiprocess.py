@@ -2,6 +2,7 @@
 
     python bench/stress_multiprocess.py --runs 30 --out bench/results/stress_multiprocess
     python bench/stress_multiprocess.py --runs 10 --load 1     # with a busy-loop process beside each run
+    PYTHONPATH=SNAPSHOT/src python SNAPSHOT/bench/stress_multiprocess.py   # a copy: edits elsewhere can't break it
 
 Each round runs, under ``torchrun --standalone --nproc_per_node 2`` on CPU (gloo): the 2-process test scripts of
 ``tests/dist/`` (group split, dynamic sampling, paced curriculum, image positions, LoRA and frozen tower, resume) and a
@@ -83,7 +84,10 @@ def main() -> None:
                 entry["seconds"] += time.time() - start
                 if done.returncode != 0:
                     entry["failures"] += 1
-                    entry["failed"].append({"run": run, "returncode": done.returncode,
+                    log = args.out / "failures" / f"{name}-{run}.log"  # the whole output: the cause is rarely last
+                    log.parent.mkdir(exist_ok=True)
+                    log.write_text(done.stdout + done.stderr)
+                    entry["failed"].append({"run": run, "returncode": done.returncode, "log": str(log),
                                             "tail": (done.stdout + done.stderr)[-1500:]})  # fmt: skip
                 print(f"run {run + 1}/{args.runs} {name}: rc {done.returncode} ({time.time() - start:.1f} s)",
                       flush=True)  # fmt: skip

@@ -98,6 +98,12 @@ def eval_cmd(
     backend: str = typer.Option("hf", help="hf or vllm."),
     batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
     max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
+    cache_implementation: str = typer.Option(
+        "auto", help="hf backend KV cache: static (preallocated), dynamic, or auto (static on CUDA, dynamic on CPU)."
+    ),
+    compile_generation: str = typer.Option(
+        "auto", help="hf backend: compile the decoding step (true/false; auto: with the static cache on CUDA)."
+    ),
     skip_bad_rows: bool = typer.Option(False, help="Skip and count unusable rows (e.g. a missing image)."),
     strict: bool = typer.Option(
         False, help="Stop at a gold answer no rule can score, instead of scoring it as the authors do and counting it."
@@ -139,11 +145,21 @@ def eval_cmd(
             raise typer.BadParameter("give --model to generate, or --responses to score saved responses")
         from observe_r1.generation import make_generator
 
-        generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                   cache_implementation=cache_implementation,
+                                   compile_generation=_tri_state(compile_generation))  # fmt: skip
         results = evaluate(generator, benchmark, out, samples=samples, temperature=temperature, prompt=prompt,
                            limit=limit, layout=layout, batch_size=batch_size, image_root=image_root,
                            skip_bad_rows=skip_bad_rows, strict=strict, judge=judge)  # fmt: skip
     typer.echo(eval_line(results, out))
+
+
+def _tri_state(value: str) -> bool | None:
+    """``true`` / ``false`` / ``auto`` (None) from the command line."""
+    choices = {"true": True, "false": False, "auto": None}
+    if value.lower() not in choices:
+        raise typer.BadParameter(f"expected true, false or auto; got {value!r}")
+    return choices[value.lower()]
 
 
 @app.command()
@@ -199,6 +215,12 @@ def ladder_build(
     backend: str = typer.Option("hf", help="hf (batched transformers) or vllm."),
     batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
     max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
+    cache_implementation: str = typer.Option(
+        "auto", help="hf backend KV cache: static (preallocated), dynamic, or auto (static on CUDA, dynamic on CPU)."
+    ),
+    compile_generation: str = typer.Option(
+        "auto", help="hf backend: compile the decoding step (true/false; auto: with the static cache on CUDA)."
+    ),
     skip_bad_rows: bool = typer.Option(False, help="Skip and count unusable rows instead of stopping."),
     strict: bool = typer.Option(False, help="Stop at a gold answer no rule can verify instead of dropping it."),
     image_root: Path = typer.Option(None, help="Folder to look for relative image paths in first."),
@@ -208,7 +230,9 @@ def ladder_build(
     from observe_r1.generation import make_generator
     from observe_r1.ladder.build import build, format_stats, plot_stats
 
-    generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                               cache_implementation=cache_implementation,
+                               compile_generation=_tri_state(compile_generation))  # fmt: skip
     build(source, generator, out, k=k, temperature=temperature, shard=shard, use_easy_filter=easy_filter,
           prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, strict=strict, image_root=image_root,
           seed=seed)  # fmt: skip

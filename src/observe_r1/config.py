@@ -124,6 +124,14 @@ class ObserveR1Config(GRPOConfig):
     reward_timeout: float = field(
         default=3.0, metadata={"help": "Seconds per answer verification before it scores 0."}
     )
+    compile_generation: bool = field(
+        default=False,
+        metadata={
+            "help": "Rollouts without vLLM: compile the one-token decoding step (torch.compile) on a static KV "
+            "cache (sets cache_implementation 'static'; prompts are left-padded to a multiple of 64 tokens so the "
+            "compiled step sees few shapes; docs/gpu.md). Off by default until measured on the GPU check."
+        },
+    )
     # Paper settings that differ from TRL's defaults (§6): lr 1e-6, 8 rollouts per prompt, KL 0.01. TRL's default
     # loss_type 'dapo' already is the paper's token-mean loss.
     learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (paper: 1e-6, cosine)."})
@@ -150,6 +158,11 @@ class ObserveR1Config(GRPOConfig):
             )
         if self.bonus_coef < 0 or self.bonus_min_length < 0:
             raise ValueError("bonus_coef and bonus_min_length must be >= 0 (use --use_bonus false to turn it off)")
+        if self.compile_generation:
+            if self.cache_implementation not in (None, "static"):
+                raise ValueError(f"compile_generation needs cache_implementation 'static'; got "
+                                 f"{self.cache_implementation!r}")  # fmt: skip
+            self.cache_implementation = "static"
         if self.max_generation_rounds < 1:
             raise ValueError(f"max_generation_rounds must be >= 1; got {self.max_generation_rounds}")
         if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
@@ -172,6 +185,8 @@ class ObserveR1Config(GRPOConfig):
                 "multi_objective_aggregation='sum_then_normalize'"
             )
         super().__post_init__()
+        if self.compile_generation and self.pad_to_multiple_of is None:
+            self.pad_to_multiple_of = 64  # left-padded prompts: a bounded number of shapes for the compiled step
 
 
 @dataclass

@@ -181,6 +181,8 @@ def _balanced(text: str) -> bool:
         if depth < 0:
             return False
     return depth == 0
+
+
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # identifiers of a printed sympy expression (digits in 1e-5 aside)
 
 

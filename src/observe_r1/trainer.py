@@ -22,6 +22,7 @@ from trl import GRPOTrainer
 from observe_r1.algo import group_advantages
 from observe_r1.checkpoints import allow_indexed_cpu_location, is_full_model_dir, load_full_weights, mark_complete
 from observe_r1.dynamic import PacedCursor, PromptCursor, RefillStep, gather_trained_rows
+from observe_r1.generation import compilations, compile_config
 from observe_r1.jsonl import append_jsonl
 from observe_r1.lora import freeze_parts, is_adapter_dir, lora_config, record_base
 from observe_r1.mathpool import REWARD_STATS
@@ -81,6 +82,9 @@ class ObserveR1Trainer(GRPOTrainer):
         if args.use_peft and kwargs.get("peft_config") is None:
             kwargs["peft_config"] = lora_config(args)
         super().__init__(model=model, args=args, reward_funcs=reward_funcs, **kwargs)
+        if args.compile_generation and not args.use_vllm:  # TRL builds its GenerationConfig with compile disabled
+            self.generation_config.disable_compile = False
+            self.generation_config.compile_config = compile_config()
         if args.freeze_vision_tower or args.freeze_merger:  # after TRL's PEFT wrapping, before the optimizer exists
             freeze_parts(self.model, vision_tower=args.freeze_vision_tower, merger=args.freeze_merger)
         if "accuracy" not in self.reward_func_names:
@@ -127,6 +131,8 @@ class ObserveR1Trainer(GRPOTrainer):
             return super()._generate(prompts)
         finally:
             self.model.train(training)
+            if self.args.compile_generation:  # stays constant after warm-up when shapes are bounded
+                self._metrics["train" if training else "eval"][OURS + "generation_compilations"].append(compilations())
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         if kwargs.get("mm_token_type_ids") is not None and self._image_pad_token_id is not None:
