@@ -58,7 +58,9 @@ class Decoding:
                 return default
             return cls("static" if compile_generation else default.cache_implementation, compile_generation)
         if cache_implementation not in ("dynamic", "static"):
-            raise ValueError(f"cache implementation must be dynamic, static or auto; got {cache_implementation!r}")
+            from observe_r1.config import ConfigError  # one line on the command line, not a traceback
+
+            raise ConfigError(f"cache implementation must be dynamic, static or auto; got {cache_implementation!r}")
         static = cache_implementation == "static"
         compile_ = static and torch.device(device).type == "cuda" if compile_generation is None else compile_generation
         return cls("static" if static else None, compile_)
