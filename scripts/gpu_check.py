@@ -21,6 +21,13 @@ It runs, in order:
    MFU = 6 × parameters × trained tokens / (loss + backward seconds × the GPU's dense bf16 peak).
 3. **ladder rating**: k = 8 sampled responses per item (the CPU default: 2); **eval**: greedy, one response per item.
 
+Also: ``generation_engines`` (before training): decoding speed of transformers' default (dynamic cache, eager) and of
+a static cache with a compiled decoding step, at 32 and 128 sequences (``--engine-sequences``; CPU 2):
+``ms_per_decode_step``, ``tokens_per_s``, compilations. Training rollouts use the compiled engine on CUDA
+(``--compile-generation``). ``micro_batch_sweep`` (after training): the update's MFU and peak memory at 8, 16 and 32
+completions per micro-step (``--sweep``), stopping at the first out-of-memory. ``tokens_per_s_per_gpu`` is EasyR1's
+throughput: prompt + completion tokens of the step's sequences per second of the whole step, per GPU.
+
 Writes ``gpu_check.json`` (every field; ``mfu`` is null on a CPU, where memory is the process's peak RSS) and
 ``gpu_check.md`` into ``--out``.
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import resource
@@ -160,6 +168,7 @@ def train_steps(args, model_dir: Path, processor, dataset, device, micro_batch: 
         temperature=1.0, beta=0.01, epsilon=0.2, loss_type="dapo", learning_rate=1e-6, max_steps=args.steps * spg,
         logging_steps=1, save_strategy="no", report_to=[], seed=0, bonus_min_length=args.new_tokens // 2,
         model_init_kwargs={"dtype": "bfloat16" if device.type == "cuda" else "float32"},
+        compile_generation=args.compile_generation,
     )  # fmt: skip
     trainer = ObserveR1Trainer(model=str(model_dir), args=config, train_dataset=dataset, processing_class=processor)
     phases = Phases(device)
@@ -211,7 +220,9 @@ def train_steps(args, model_dir: Path, processor, dataset, device, micro_batch: 
         "image_patches": tokens["image_patches"],
         "generated_tokens_per_s_per_gpu": tokens["generated"] / max(s["generation"], 1e-9),
         "trained_tokens_per_s_per_gpu": tokens["trained"] / max(loss_backward, 1e-9),
-        "tokens_per_s_per_gpu": (tokens["generated"] + tokens["trained"]) / s["total"],
+        # EasyR1's throughput: prompt + completion tokens of the step's sequences per second of the whole step
+        "tokens_per_s_per_gpu": tokens["trained"] / s["total"],
+        "compile_generation": args.compile_generation,
         "train_flops_per_step": flops / steps,
         "mfu": flops / (loss_backward * peak * 1e12) if peak else None,
         "peak_memory": peak_memory(device),
@@ -234,6 +245,47 @@ def generation_rate(model, processor, records, *, n: int, temperature: float, ne
     generated = sum(length for item in responses for _, length in item)
     return {"items": len(records), "samples_per_item": n, "seconds": seconds, "items_per_s": len(records) / seconds,
             "generated_tokens_per_s": generated / seconds, "mean_tokens": generated / (len(records) * n)}  # fmt: skip
+
+
+def generation_engines(model, processor, records, *, sequences: list[int], new_tokens: int) -> dict:
+    """Decoding speed of transformers' default (dynamic cache, eager) and of a static cache with a compiled decoding
+    step (``observe_r1.generation.decode_rate``), at each number of sequences decoding at once."""
+    from observe_r1.generation import Decoding, decode_rate
+
+    engines = {"eager": Decoding(), "static_compiled": Decoding("static", True)}
+    out: dict = {}
+    for name, decoding in engines.items():
+        out[name] = {}
+        for n in sequences:
+            measure = functools.partial(decode_rate, model, processor, records, sequences=n, new_tokens=new_tokens,
+                                        decoding=decoding)  # fmt: skip
+            rate = fits(measure, model.device)
+            out[name][str(n)] = rate if rate is not None else "out of memory"
+            print(f"gpu_check: {name} at {n} sequences: {out[name][str(n)]}", flush=True)
+    for n in map(str, sequences):
+        eager, fast = out["eager"][n], out["static_compiled"][n]
+        if isinstance(eager, dict) and isinstance(fast, dict):
+            out.setdefault("decode_step_speedup", {})[n] = eager["ms_per_decode_step"] / fast["ms_per_decode_step"]
+    return out
+
+
+def micro_batch_sweep(args, model_dir, processor, dataset, device, sizes: list[int]) -> list[dict]:
+    """The update's MFU and peak memory at each micro-batch (two micro-steps per generation, so generation stays
+    short), stopping at the first that runs out of memory."""
+    rows = []
+    for size in sizes:
+        swept = argparse.Namespace(**{**vars(args), "prompts_per_generation": max(1, 2 * size // args.num_generations),
+                                      "steps": 1, "out": str(Path(args.out) / f"sweep-{size}")})  # fmt: skip
+        result = fits(functools.partial(train_steps, swept, model_dir, processor, dataset, device, size), device)
+        if result is None:
+            rows.append({"micro_batch": size, "out_of_memory": True})
+            break
+        rows.append({"micro_batch": size, "mfu": result["mfu"], "peak_memory": result["peak_memory"],
+                     "loss_backward_s_per_micro_step": result["phases_s_per_step"]["loss_backward"]
+                     / result["steps_per_generation"], "trained_tokens_per_s_per_gpu":
+                     result["trained_tokens_per_s_per_gpu"]})  # fmt: skip
+        print(f"gpu_check: micro-batch {size}: {rows[-1]}", flush=True)
+    return rows
 
 
 def fits(fn, device):
@@ -302,6 +354,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rating-items", type=int, default=None, help="Items rated, k=8 (default: 8; CPU 1).")
     parser.add_argument("--eval-items", type=int, default=None, help="Items evaluated (default: 16; CPU 2).")
     parser.add_argument("--num-generations", type=int, default=None, help="Completions per prompt (8; CPU 2).")
+    parser.add_argument(
+        "--compile-generation",
+        choices=["true", "false", "auto"],
+        default="auto",
+        help="Training rollouts on a static cache with a compiled decoding step (auto: on CUDA).",
+    )
+    parser.add_argument(
+        "--engine-sequences",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Sequences decoding at once for the engines comparison (default: 32 128; CPU 2).",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        default=None,
+        help="Micro-batches whose update MFU and memory are measured (default: 8 16 32; CPU none).",
+    )
     args = parser.parse_args(argv)
     on_cpu = args.device == "cpu"  # the same code, sized to prove itself in a test on 2 cores
     args.num_generations = args.num_generations or (2 if on_cpu else 8)
@@ -310,6 +382,9 @@ def main(argv: list[str] | None = None) -> dict:
     args.rating_items = args.rating_items or (1 if on_cpu else 8)
     args.prompts_per_generation = args.prompts_per_generation or (1 if on_cpu else 16)
     args.eval_items = args.eval_items or (2 if on_cpu else 16)
+    args.compile_generation = args.compile_generation == "true" or (args.compile_generation == "auto" and not on_cpu)
+    args.engine_sequences = args.engine_sequences or ([2] if on_cpu else [32, 128])
+    args.sweep = ([] if on_cpu else [8, 16, 32]) if args.sweep is None else args.sweep
     from observe_r1.data import load_grpo_dataset, load_items, with_images
     from observe_r1.models import SHAPES, build_policy, count_parameters, num_parameters, shaped_config
 
@@ -331,6 +406,12 @@ def main(argv: list[str] | None = None) -> dict:
               "torch": torch.__version__}  # fmt: skip
     result["logprobs"] = logprob_precision(model, processor, records[0], args.new_tokens, device)
     save_partial(out, result, started)
+    model.to(torch.bfloat16 if device.type == "cuda" else torch.float32)  # the dtype training generates in
+    result["generation_engines"] = generation_engines(
+        model.eval(), processor, records, sequences=args.engine_sequences, new_tokens=args.new_tokens
+    )
+    model.to(torch.bfloat16)  # saved as before
+    save_partial(out, result, started)
     model_dir = Path(args.model_dir or out / "model")  # TRL builds its reference model from the policy's folder
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
@@ -349,6 +430,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"gpu_check: no micro-batch fits ({failed})")
     result.update(training=training, recipe_micro_batch=recipe_mb, oom_micro_batches=failed,
                   recipe_micro_batch_fits=training["micro_batch"] >= recipe_mb)  # fmt: skip
+    save_partial(out, result, started)
+    result["micro_batch_sweep"] = micro_batch_sweep(args, model_dir, processor, dataset, device, args.sweep)
     save_partial(out, result, started)
     gc.collect()
     if device.type == "cuda":

@@ -112,3 +112,10 @@ def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
     assert 0 < result["logprobs"]["max_abs_diff"] < 1 and result["logprobs"]["mean_abs_diff"] > 0
     assert result["rating"]["items_per_s"] > 0 and result["eval"]["items_per_s"] > 0
     assert "| s/step |" in (out / "gpu_check.md").read_text()
+    engines = result["generation_engines"]
+    for engine in ("eager", "static_compiled"):
+        rate = engines[engine]["2"]
+        assert rate["ms_per_decode_step"] > 0 and rate["tokens_per_s"] > 0 and rate["sequences"] == 2
+    assert engines["eager"]["2"]["compilations"] == 0 and engines["static_compiled"]["2"]["compilations"] >= 1
+    assert training["tokens_per_s_per_gpu"] == pytest.approx(training["trained_tokens"] / training["s_per_step"])
+    assert result["micro_batch_sweep"] == [] and training["compile_generation"] is False  # CPU defaults
