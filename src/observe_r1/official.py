@@ -354,10 +354,12 @@ def wemath_letter(extracted: str | None) -> str | None:
 def logicvista_letters(extracted: str | None) -> list[str]:
     """LogicVista's reading, lower-cased and sorted: an empty answer is ``[""]``; one character is itself when it is
     a digit or a letter a–e (other letters and symbols read as nothing); a longer answer goes to an LLM in the
-    authors' script, here to its standalone option letters (A–J, either case).
+    authors' script, here to its standalone option letters (A–J, either case) and digits (options numbered 1–4).
 
     >>> logicvista_letters("c and a"), logicvista_letters("F"), logicvista_letters(""), logicvista_letters("3")
     (['a', 'c'], ['zzzzz'], [''], ['3'])
+    >>> logicvista_letters("(3)"), logicvista_letters("The answer is 2.")
+    (['3'], ['2'])
     """
     text = (extracted or "").strip()
     if not text:
@@ -365,7 +367,7 @@ def logicvista_letters(extracted: str | None) -> list[str]:
     if len(text) == 1:
         readable = text.isdigit() or text.lower() in "abcde"
         return [text.lower()] if readable else ["zzzzz"]
-    letters = re.findall(r"(?<![A-Za-z0-9])\(?([A-Ja-j])(?![A-Za-z0-9])", text)
+    letters = re.findall(r"(?<![A-Za-z0-9])\(?([A-Ja-j0-9])(?![A-Za-z0-9])", text)
     return sorted(letter.lower() for letter in letters) or ["zzzzz"]
 
 
