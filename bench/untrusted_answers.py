@@ -2,7 +2,7 @@
 test file, once with clean responses and once with 1 % of them replaced by answers that hang or blow up a parser
 (towers of powers, huge factorials, deep nesting, 100 kB strings, Python-looking text).
 
-    .venv/bin/python bench/untrusted_answers.py --benchmark ../shared/benchmarks/mathvision/full/test.jsonl
+    .venv/bin/python bench/untrusted_answers.py --benchmark MATH-V/data/test.jsonl     # the full published file
 
 Clean responses: the gold for half of the rows (seeded), a wrong number for the rest. Reports seconds per 1,000 rows
 for both runs, their ratio, and how many rows ran into the time bound; writes ``OUT/untrusted_answers.json``.
@@ -31,10 +31,11 @@ PATHOLOGICAL = [
 def responses(rows: list[dict], pathological: float, seed: int) -> list[dict]:
     rng = random.Random(seed)
     out = []
-    for row in rows:
-        answer = row["answer"] if rng.random() < 0.5 else "12345"
-        if rng.random() < pathological:
-            answer = rng.choice(PATHOLOGICAL)
+    for row in rows:  # the same draws per row in both runs: only the replaced rows differ
+        right, replace, which = rng.random(), rng.random(), rng.randrange(len(PATHOLOGICAL))
+        answer = row["answer"] if right < 0.5 else "12345"
+        if replace < pathological:
+            answer = PATHOLOGICAL[which]
         out.append({"id": str(row["id"]), "response": f"<think>…</think> <answer>{answer}</answer>"})
     return out
 
