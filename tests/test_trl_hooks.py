@@ -59,3 +59,18 @@ def test_dynamic_sampling_relies_on_these_trl_internals():
                             "image_position_ids", "num_tiles"}  # fmt: skip
     loader = inspect.getsource(GRPOTrainer.get_train_dataloader)
     assert "dataset = self.train_dataset" in loader
+
+
+def test_checkpoint_hooks_rely_on_these_trainer_internals():
+    # ObserveR1Trainer loads full-model checkpoints itself (huggingface/transformers#43701), writes a completion
+    # marker after Trainer's save and rotates only then (it hides save_total_limit from Trainer's own rotation)
+    from transformers import Trainer
+
+    assert list(inspect.signature(Trainer._load_from_checkpoint).parameters) == ["self", "resume_from_checkpoint",
+                                                                                 "model"]  # fmt: skip
+    save = inspect.getsource(Trainer._save_checkpoint)
+    assert "save_total_limit=self.args.save_total_limit" in save and "rotate_checkpoints(" in save
+    # compiled rollouts: TRL's HF generation path keeps its GenerationConfig on self.generation_config
+    assert "self.generation_config = GenerationConfig(**generation_kwargs, disable_compile=True)" in inspect.getsource(
+        GRPOTrainer.__init__
+    )

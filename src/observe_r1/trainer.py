@@ -60,6 +60,10 @@ class ObserveR1Trainer(GRPOTrainer):
 
     Correctness (for the bonus and the pass rate) is the accuracy reward, never the weighted total.
 
+    Checkpoints (docs/resume.md): ``_save_checkpoint`` writes a completion marker last and rotates only then;
+    ``_load_from_checkpoint`` restores a full model through ``observe_r1.checkpoints.load_full_weights`` (key
+    conversion, every weight found); ``_load_optimizer_and_scheduler`` also restores the prompt cursor.
+
     With ``dynamic_sampling`` (docs/dynamic_sampling.md) prompts come from a :class:`PromptCursor`; a step loops
     over a :class:`RefillStep`'s rounds and trains on the groups it selects. The cursor is saved in checkpoints
     (``_save_checkpoint``) and restored where TRL restores its own extras (``_load_optimizer_and_scheduler``).
