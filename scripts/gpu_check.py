@@ -306,6 +306,19 @@ def save_partial(out: Path, result: dict, started: float) -> None:
     print(f"gpu_check: {sorted(result)} after {time.perf_counter() - started:.0f} s", flush=True)
 
 
+def _engines_cell(result: dict, n: str) -> str:
+    engines = result["generation_engines"]
+    cells = [e[n] for e in (engines["eager"], engines["static_compiled"])]
+    return " / ".join(f"{c['ms_per_decode_step']:.1f}" if isinstance(c, dict) else "out of memory" for c in cells)
+
+
+def _sweep_cell(row: dict) -> str:
+    if row.get("out_of_memory"):
+        return "out of memory"
+    mfu = "n/a (CPU)" if row["mfu"] is None else f"{100 * row['mfu']:.1f} %"
+    return f"{mfu}, {row['peak_memory']['allocated_gb']:.1f} GiB"
+
+
 def markdown(result: dict) -> str:
     t = result["training"]
     rows = [
@@ -326,6 +339,11 @@ def markdown(result: dict) -> str:
          f"{result['rating']['items_per_s']:.2f} items/s, {result['rating']['generated_tokens_per_s']:,.0f} tokens/s"),
         ("eval (greedy)", f"{result['eval']['items_per_s']:.2f} items/s, "
          f"{result['eval']['generated_tokens_per_s']:,.0f} tokens/s"),
+        ("tokens/s/GPU (EasyR1: prompt + completion tokens per step second)", f"{t['tokens_per_s_per_gpu']:,.0f}"),
+        *((f"decoding at {n} sequences, eager / static compiled (ms per step)", _engines_cell(result, n))
+          for n in result["generation_engines"]["eager"]),
+        *((f"update at micro-batch {row['micro_batch']}: MFU, peak allocated", _sweep_cell(row))
+          for row in result.get("micro_batch_sweep", [])),
         ("wall time", f"{result['wall_s']:.0f} s"),
     ]  # fmt: skip
     lines = ["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]

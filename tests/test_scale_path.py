@@ -111,7 +111,8 @@ def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
         assert training[key] > 0
     assert 0 < result["logprobs"]["max_abs_diff"] < 1 and result["logprobs"]["mean_abs_diff"] > 0
     assert result["rating"]["items_per_s"] > 0 and result["eval"]["items_per_s"] > 0
-    assert "| s/step |" in (out / "gpu_check.md").read_text()
+    report = (out / "gpu_check.md").read_text()
+    assert "| s/step |" in report and "| decoding at 2 sequences, eager / static compiled" in report
     engines = result["generation_engines"]
     for engine in ("eager", "static_compiled"):
         rate = engines[engine]["2"]
