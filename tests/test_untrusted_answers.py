@@ -67,11 +67,11 @@ def test_every_reader_returns_a_verdict_for_pathological_answers(reader, tmp_pat
     monkeypatch.chdir(tmp_path)  # anything executed would write PWNED here
     item = ITEMS[reader]
     rows = [{"id": item["id"], "extracted": text, "correct": False} for text in PATHOLOGICAL]
-    verdicts, timeouts = official_verdicts(BENCHMARK[reader], rows, {item["id"]: item}, timeout=1.0)
+    verdicts, timed_out = official_verdicts(BENCHMARK[reader], rows, {item["id"]: item}, timeout=1.0)
     assert verdicts == [False] * len(PATHOLOGICAL)  # none of them is the gold
-    assert len(timeouts) <= len(PATHOLOGICAL) and not (tmp_path / "PWNED").exists()
+    assert len(timed_out) == len(PATHOLOGICAL) and not (tmp_path / "PWNED").exists()
     gold = [{"id": item["id"], "extracted": item["answer"], "correct": True}]
-    assert official_verdicts(BENCHMARK[reader], gold, {item["id"]: item}, timeout=1.0) == ([True], [])
+    assert official_verdicts(BENCHMARK[reader], gold, {item["id"]: item}, timeout=1.0) == ([True], [False])
 
 
 def test_reward_bounds_pathological_answers(tmp_path, monkeypatch):
@@ -108,14 +108,16 @@ def test_eval_scores_a_hanging_answer_wrong_and_counts_it(tmp_path):
     ids = [row["id"] for row in read_jsonl(benchmark)][:3]
     golds = {row["id"]: row["answer"] for row in read_jsonl(benchmark)}
     responses = [{"id": ids[0], "response": "<answer>9^{9^{9}}</answer>"},
+                 {"id": ids[0], "response": f"<answer>{golds[ids[0]]}</answer>"},  # its second sample
                  {"id": ids[1], "response": f"<answer>{golds[ids[1]]}</answer>"},
                  {"id": ids[2], "response": "<answer>__import__('os').system('touch PWNED')</answer>"}]  # fmt: skip
     write_jsonl(tmp_path / "r.jsonl", responses)
     results = score_responses(benchmark, tmp_path / "r.jsonl", tmp_path / "eval")
     assert results["n_timeouts"] == 1 and results["timeout_ids"] == [ids[0]]
-    rows = {row["id"]: row for row in read_jsonl(tmp_path / "eval" / "predictions.jsonl")}
-    assert rows[ids[0]]["official"] is False and rows[ids[0]]["official_timeout"] is True
-    assert rows[ids[1]]["official"] is True and "official_timeout" not in rows[ids[1]]
+    rows = {(row["id"], row["sample"]): row for row in read_jsonl(tmp_path / "eval" / "predictions.jsonl")}
+    assert rows[ids[0], 0]["official"] is False and rows[ids[0], 0]["official_timeout"] is True
+    assert rows[ids[0], 1]["official"] is True and "official_timeout" not in rows[ids[0], 1]  # flagged per sample
+    assert rows[ids[1], 0]["official"] is True and "official_timeout" not in rows[ids[1], 0]
     assert "past the time bound (scored wrong): 1" in (tmp_path / "eval" / "summary.md").read_text()
 
 

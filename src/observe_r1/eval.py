@@ -89,11 +89,10 @@ def score_predictions(
 def _add_official(rows: list[dict], items_by_id: dict, benchmark: str | None) -> None:
     """Each row's official verdict, read under a time bound (a row past it is wrong and marked
     ``official_timeout``)."""
-    verdicts, timeouts = official_verdicts(benchmark, rows, items_by_id)
-    late = set(timeouts)
-    for row, verdict in zip(rows, verdicts, strict=True):
+    verdicts, timed_out = official_verdicts(benchmark, rows, items_by_id)
+    for row, verdict, late in zip(rows, verdicts, timed_out, strict=True):
         row["official"] = verdict
-        if row["id"] in late:
+        if late:
             row["official_timeout"] = True
 
 

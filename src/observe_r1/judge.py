@@ -414,9 +414,8 @@ def _bounded_verdicts(benchmark: str, rows: list[dict], readings: dict[int, str]
     """The official rule's verdict on each judged reading (index -> (verdict, timed out)), time-bounded."""
     order = sorted(readings)
     pseudo = [{"id": rows[i]["id"], "extracted": readings[i], "correct": False} for i in order]
-    verdicts, timeouts = official_verdicts(benchmark, pseudo, items_by_id)
-    late = set(timeouts)
-    return {i: (v, rows[i]["id"] in late) for i, v in zip(order, verdicts, strict=True)}
+    verdicts, timed_out = official_verdicts(benchmark, pseudo, items_by_id)
+    return {i: (v, late) for i, v, late in zip(order, verdicts, timed_out, strict=True)}
 
 
 def _reward_verdicts(rows: list[dict], readings: dict[int, str], items_by_id: dict) -> dict[int, bool]:

@@ -391,14 +391,14 @@ def official_correct(benchmark: str, extracted: str | None, item: dict, reward_c
 
 
 def official_verdicts(benchmark: str, rows: list[dict], items_by_id: dict, *, timeout: float = 3.0,
-                      workers: int = 2) -> tuple[list[bool], list[str]]:  # fmt: skip
+                      workers: int = 2) -> tuple[list[bool], list[bool]]:  # fmt: skip
     """:func:`official_correct` for every prediction row (``extracted``, ``correct``, ``id``), each reading bounded
     like the training reward's: ``timeout`` seconds in a worker process. A row that runs past it, or whose reading
-    raises, is wrong. Returns the verdicts and the ids of the rows that ran past the bound."""
+    raises, is wrong. Returns, per row, the verdict and whether its reading ran past the bound (per row, not per id:
+    the other samples of an item keep their own)."""
     args = [(benchmark, row["extracted"], items_by_id[row["id"]], row["correct"]) for row in rows]
     results = bounded_map(official_correct, args, timeout=timeout, workers=workers)
-    timeouts = [row["id"] for row, result in zip(rows, results, strict=True) if result == "timeout"]
-    return [result is True for result in results], timeouts
+    return [result is True for result in results], [result == "timeout" for result in results]
 
 
 # ------------------------------------------------------------------------------------------------ figures
