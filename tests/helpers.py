@@ -228,6 +228,11 @@ def run_two_processes(script: str, *args, ranks_dir: Path) -> list:
     return [json.loads((Path(ranks_dir) / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
+def differing_weights(a: dict, b: dict) -> list[str]:
+    """Names whose tensors differ between two ``{name: tensor}`` snapshots (or are missing on one side)."""
+    return sorted(n for n in a.keys() | b.keys() if n not in a or n not in b or not torch.equal(a[n], b[n]))
+
+
 class StopAt(TrainerCallback):
     """A trainer callback that ends training after ``step`` (a run that stops where a crash would have) and keeps a
     copy of every parameter at that step (``weights``) and when training (re)starts (``at_start``)."""

@@ -19,7 +19,7 @@ from observe_r1.checkpoints import (
 from observe_r1.models import load_policy
 from observe_r1.rewards import FormatReward
 from observe_r1.train import build_trainer, resolve_checkpoint
-from tests.helpers import ParityAccuracy, StopAt, run_two_processes, synth_dataset, tiny_config
+from tests.helpers import ParityAccuracy, StopAt, differing_weights, run_two_processes, synth_dataset, tiny_config
 from tests.test_distributed_resume import _consumed
 
 MODES = {
@@ -38,11 +38,6 @@ def _trainer(model_dir, tmp_path, out, callbacks=(), **overrides):
                          callbacks=list(callbacks), concise_progress=False)  # fmt: skip
 
 
-def _equal(a: dict, b: dict) -> list[str]:
-    """Names whose tensors differ (or are missing on one side)."""
-    return sorted(n for n in a.keys() | b.keys() if n not in a or n not in b or not torch.equal(a[n], b[n]))
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_resume_restores_every_weight_bit_for_bit(tiny_model_dir, tmp_path, mode):
     settings = dict(max_steps=4, save_strategy="steps", save_steps=2, **MODES[mode])
@@ -55,18 +50,18 @@ def test_resume_restores_every_weight_bit_for_bit(tiny_model_dir, tmp_path, mode
     checkpoint = tmp_path / "resumed" / "checkpoint-2"
     assert incomplete_reason(checkpoint) is None
     trainable = {n for n, p in stopped.model.named_parameters() if p.requires_grad}
-    moved = set(_equal(base, at_two.weights))
+    moved = set(differing_weights(base, at_two.weights))
     assert moved and moved <= trainable  # the two steps changed the weights (else resuming would prove nothing)
     if mode != "lora":  # the checkpoint itself, read back as from_pretrained reads it
         saved, _ = load_policy(checkpoint)
-        assert _equal({n: p.detach() for n, p in saved.named_parameters()}, at_two.weights) == []
+        assert differing_weights({n: p.detach() for n, p in saved.named_parameters()}, at_two.weights) == []
 
     watch = StopAt()
     resumed = _trainer(tiny_model_dir, tmp_path, "resumed", callbacks=[watch], **settings)
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert _equal(watch.at_start, at_two.weights) == []  # before step 3: the checkpoint's weights, every one
+    assert differing_weights(watch.at_start, at_two.weights) == []  # before step 3: every weight is the checkpoint's
     final = {n: p.detach() for n, p in resumed.model.named_parameters()}
-    assert _equal(final, {n: p.detach() for n, p in straight.model.named_parameters()}) == []
+    assert differing_weights(final, {n: p.detach() for n, p in straight.model.named_parameters()}) == []
     assert _consumed(tmp_path / "resumed") == _consumed(tmp_path / "straight")
 
 
@@ -82,7 +77,8 @@ def test_resume_refuses_a_checkpoint_missing_weights(tiny_model_dir, tmp_path):
     before = {n: p.detach().clone() for n, p in resumed.model.named_parameters()}
     with pytest.raises(CheckpointError, match=r"weights are not in the checkpoint.*visual\.blocks\.0"):
         resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert _equal(before, {n: p.detach() for n, p in resumed.model.named_parameters()}) == []  # nothing copied
+    after = {n: p.detach() for n, p in resumed.model.named_parameters()}
+    assert differing_weights(before, after) == []  # nothing copied
     # a tensor the model has no weight for is refused too
     save_file({**weights, "visual.extra.weight": torch.zeros(2)}, checkpoint / "model.safetensors")
     model, _ = load_policy(tiny_model_dir)
@@ -101,10 +97,10 @@ def test_published_layout_loads_as_the_policy_with_every_weight(tiny_model_dir, 
     keys = load_file(tmp_path / "saved" / "model.safetensors").keys()
     assert any(k.startswith("visual.") for k in keys) and not any(k.startswith("model.visual.") for k in keys)
     loaded, _ = load_policy(tmp_path / "saved")
-    assert _equal(dict(model.named_parameters()), dict(loaded.named_parameters())) == []
+    assert differing_weights(dict(model.named_parameters()), dict(loaded.named_parameters())) == []
     fresh, _ = load_policy(tiny_model_dir)
     assert load_full_weights(fresh, tmp_path / "saved") == len(keys)
-    assert _equal(dict(model.named_parameters()), dict(fresh.named_parameters())) == []
+    assert differing_weights(dict(model.named_parameters()), dict(fresh.named_parameters())) == []
 
 
 def test_checkpoints_carry_a_marker_and_rotation_keeps_complete_ones(tiny_model_dir, tmp_path):

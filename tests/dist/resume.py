@@ -10,20 +10,14 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from observe_r1.models import load_policy  # noqa: E402
 from observe_r1.rewards import FormatReward  # noqa: E402
 from observe_r1.train import build_trainer, end_processes  # noqa: E402
-from tests.helpers import ParityAccuracy, StopAt, synth_dataset, tiny_config  # noqa: E402
+from tests.helpers import ParityAccuracy, StopAt, differing_weights, synth_dataset, tiny_config  # noqa: E402
 
 MODES = {"full": {}, "frozen_tower": {"freeze_vision_tower": True}, "lora": {"use_peft": True, "lora_r": 4}}
-
-
-def differing(a: dict, b: dict) -> list[str]:
-    return sorted(n for n in a.keys() | b.keys() if n not in a or n not in b or not torch.equal(a[n], b[n]))
 
 
 def main(model_dir: str, out_dir: str) -> None:
@@ -47,9 +41,9 @@ def main(model_dir: str, out_dir: str) -> None:
         straight, _, resumed = runs["straight"], runs["stopped"], runs["resumed"]
         report[mode] = {
             "world": resumed[2],
-            "moved_by_step_2": len(differing(straight[0].at_start, straight[0].weights)),
-            "differ_at_restart": differing(resumed[0].at_start, straight[0].weights),
-            "differ_at_end": differing(resumed[1], straight[1]),
+            "moved_by_step_2": len(differing_weights(straight[0].at_start, straight[0].weights)),
+            "differ_at_restart": differing_weights(resumed[0].at_start, straight[0].weights),
+            "differ_at_end": differing_weights(resumed[1], straight[1]),
         }
     (out / f"rank{rank}.json").write_text(json.dumps(report))
     end_processes(trainer)  # a process group left to the interpreter's exit aborted a rank now and then
