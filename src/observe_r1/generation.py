@@ -39,8 +39,10 @@ class Decoding:
 
     def __post_init__(self):
         if self.compile and self.cache_implementation != "static":
-            raise ValueError("compile_generation needs cache_implementation 'static' (a dynamic cache changes shape "
-                             "every token, so each step would compile again)")  # fmt: skip
+            from observe_r1.config import ConfigError  # one line on the command line, not a traceback
+
+            raise ConfigError("compile_generation needs cache_implementation 'static' (a dynamic cache changes "
+                              "shape every token, so each step would compile again)")  # fmt: skip
 
     @classmethod
     def default(cls, device: torch.device | str) -> Decoding:
