@@ -45,7 +45,7 @@ def _consumed(out):
 
 
 DYNAMIC = ["--dynamic-sampling", "true", "--max-generation-rounds", "2"]
-PACED = ["--curriculum", "paced", "--pace-window", "1", "--pace-threshold", "0"]  # skips after every round
+PACED = ["--curriculum", "paced", "--pace-window", "2", "--pace-threshold", "0"]  # every full window masters
 
 
 def _final_weights(out):
@@ -62,9 +62,12 @@ def _final_weights(out):
 )
 @pytest.mark.slow
 def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path, extra, torn):
-    items = generate_items(48, seed=5)
+    paced = "paced" in extra
+    items = generate_items(24 if paced else 48, seed=5)
     for i, item in enumerate(items):
-        item["stretch_level"] = i // 5  # ladder levels of 5 prompts (2 a step): a paced run skips 3 of each
+        # ladder levels of 5 prompts and of 1 (2 a round): a paced run masters each 5 after 2 groups and skips 3;
+        # a level of 1 never fills a window. From the second epoch (step 4-7) only the levels of 1 are trained.
+        item["stretch_level"] = 2 * (i // 6) + (i % 6 == 5)
     data = write_dataset(items, tmp_path / "data")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}  # two runs share the cores
     straight = tmp_path / "straight"  # the uninterrupted run, beside the one that is killed (2 cores: less wall time)
@@ -100,9 +103,10 @@ def test_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp
         assert all("dropped" in row for row in _consumed(crashed))
         assert (crashed / "checkpoint-4" / "dynamic_sampling.json").is_file()
         assert (crashed / "plots" / "sampling.png").is_file()
-    if "paced" in extra:  # the skips, window and all, continued as if never interrupted
+    if paced:  # the skips, window and memory, continued as if never interrupted
         skipped = [row["skipped"] for row in _consumed(crashed)]
         assert sum(map(len, skipped[interrupted_at:])) > 0 and sum(map(len, skipped[:interrupted_at])) > 0
+        assert any(len(ids) == 20 for ids in skipped[interrupted_at:])  # an epoch left the mastered levels out
         assert (crashed / "plots" / "pace.png").is_file() and (crashed / "plots" / "pace_skipped.png").is_file()
     assert [row["step"] for row in _consumed(crashed)] == list(range(12))
     metrics = [json.loads(line) for line in (crashed / "metrics.jsonl").read_text().splitlines()]
@@ -140,12 +144,14 @@ def test_paced_curriculum_decides_the_same_on_two_processes(tiny_model_dir, tmp_
     consumed = _consumed(tmp_path / "run")
     ids = [f"synth-0-{i}" for i in range(24)]
     # step 0: round 1 = rows 0-2, solved (dropped; level 0's window is 1.0 -> rows 3-5 skipped), round 2 = rows
-    # 6-8 (level 0.5, window 0.33: no skip); step 1: rows 9-11
-    assert [row["ids"] for row in consumed] == [ids[6:9], ids[9:12]]
-    assert [row["dropped"] for row in consumed] == [ids[0:3], []]
-    assert [row["skipped"] for row in consumed] == [ids[3:6], []]
+    # 6-8 (level 0.5, window 0.33: no skip); steps 1-5: rows 9-23. Step 6 starts epoch 1 without level 0 (mastered)
+    assert [row["ids"] for row in consumed] == [ids[i : i + 3] for i in (6, 9, 12, 15, 18, 21, 6, 9)]
+    assert [row["dropped"] for row in consumed] == [ids[0:3]] + [[]] * 7
+    assert [row["skipped"] for row in consumed] == [ids[3:6], [], [], [], [], [], ids[0:6], []]
     assert ranks[0]["cursor"] == ranks[1]["cursor"]  # both processes made the same decisions from gathered groups
-    assert ranks[0]["cursor"]["skipped_total"] == 3 and ranks[0]["cursor"]["position"] == 12
+    cursor = ranks[0]["cursor"]
+    assert (cursor["skipped_total"], cursor["epoch"], cursor["position"]) == (9, 1, 6)
+    assert cursor["mastered"] == cursor["left_out"] == [0.0]
     images = ranks[0]["image_sums"]
     for step, row in enumerate(consumed):  # the loss's rows across both processes: the trained prompts, with signal
         advantages = ranks[0]["steps"][step]["advantages"] + ranks[1]["steps"][step]["advantages"]

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from transformers.trainer_utils import rotate_checkpoints
 
 COMPLETE_MARKER = "observe_r1_complete.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -58,6 +59,15 @@ def mark_complete(folder: str | Path, step: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, folder / COMPLETE_MARKER)
+
+
+def finish_checkpoint(accelerator, folder: Path, should_save: bool, limit: int | None, best: str | None) -> None:
+    """After ``Trainer`` wrote ``folder`` on every process: the marker (once every shard is written), then the
+    ``save_total_limit`` rotation (``limit``), which therefore never removes the last complete checkpoint."""
+    accelerator.wait_for_everyone()
+    if should_save:
+        mark_complete(folder, int(folder.name.rsplit("-", 1)[1]))
+        rotate_checkpoints(str(folder.parent), limit, best)
 
 
 def incomplete_reason(folder: str | Path) -> str | None:

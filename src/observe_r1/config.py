@@ -188,6 +188,19 @@ class ObserveR1Config(GRPOConfig):
         if self.compile_generation and self.pad_to_multiple_of is None:
             self.pad_to_multiple_of = 64  # left-padded prompts: a bounded number of shapes for the compiled step
 
+    def advantage_options(self) -> dict:
+        """The keyword arguments of ``algo.group_advantages`` this config sets (bonus and dynamic weight)."""
+        return {"use_bonus": self.use_bonus, "bonus_coef": self.bonus_coef, "bonus_min_length": self.bonus_min_length,
+                "use_dyna_weight": self.use_dyna_weight, "sigma": self.dyna_sigma}  # fmt: skip
+
+    def weights_of(self, reward_names: list[str]) -> list[float]:
+        """Each reward function's weight, by name: ``accuracy`` → ``accuracy_weight``, ``format`` →
+        ``format_weight``, any other name → 1.0. Observe-R1 needs a function named ``accuracy``."""
+        if "accuracy" not in reward_names:
+            raise ValueError(f"Observe-R1 needs a reward function named 'accuracy'; got {reward_names}")
+        by_name = {"accuracy": self.accuracy_weight, "format": self.format_weight}
+        return [by_name.get(name, 1.0) for name in reward_names]
+
 
 @dataclass
 class TrainScriptArguments:

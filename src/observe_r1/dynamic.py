@@ -82,9 +82,13 @@ class PromptCursor:
 
     def can_take(self, count: int, *, new_epoch: bool) -> bool:
         """Whether :meth:`take` would return prompts."""
-        if self.position + count <= self.n:
+        if count <= self.remaining():
             return True
         return new_epoch and count <= self.n and (self.max_epochs is None or self.epoch + 1 < self.max_epochs)
+
+    def remaining(self) -> int:
+        """Prompts left in this epoch's order."""
+        return len(self.order(self.epoch)) - self.position
 
     def take(self, count: int, *, new_epoch: bool) -> list[int] | None:
         """The next ``count`` prompt indices, or None when this epoch has too few left and ``new_epoch`` is
@@ -93,11 +97,28 @@ class PromptCursor:
             raise ValueError(f"a generation round needs {count} prompts but the dataset has {self.n}")
         if not self.can_take(count, new_epoch=new_epoch):
             return None
-        if self.position + count > self.n:
-            self.epoch, self.position = self.epoch + 1, 0
+        if count > self.remaining():
+            self.next_epoch(count)
         indices = self.order(self.epoch)[self.position : self.position + count]
         self.position += count
         return indices
+
+    def next_epoch(self, count: int) -> None:
+        """Start the next epoch (``count``: the prompts its first round takes)."""
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def record(self, indices: list[int], pass_rates: list[float]) -> list[int]:
+        """The groups of a generated round (prompt index, pass rate); a paced cursor may skip ahead (returns the
+        prompts skipped). The plain cursor ignores them."""
+        return []
+
+    def pop_skipped(self) -> list | None:
+        """Prompt ids skipped since the last call (None: this cursor never skips)."""
+        return None
+
+    def metrics(self) -> dict[str, float]:
+        """Values the cursor logs each step (none for the plain cursor)."""
+        return {}
 
     def state_dict(self) -> dict:
         """Where the cursor is: enough to continue the same order after a restart."""
@@ -121,90 +142,6 @@ class PromptCursor:
                 "previous checkpoint)"
             )
         self.load_state_dict(json.loads(path.read_text()))
-
-
-def level_ends(levels: list) -> list[int]:
-    """For each position of a ladder, where its level's run ends (the first position of the next level).
-
-    >>> level_ends([0.0, 0.0, 0.25, 0.5, 0.5, 0.5])
-    [2, 2, 3, 6, 6, 6]
-    """
-    ends, end = [0] * len(levels), len(levels)
-    for i in range(len(levels) - 1, -1, -1):
-        if i + 1 < len(levels) and levels[i] != levels[i + 1]:
-            end = i + 1
-        ends[i] = end
-    return ends
-
-
-class PacedCursor(PromptCursor):
-    """The ladder order, with the rest of a level skipped once the policy has mastered it (``curriculum: paced``).
-
-    ``levels[i]`` is the ladder level of prompt ``i`` (the ladder is in file order; a level is a run of equal
-    values). :meth:`record` takes each generated group's prompt and pass rate. The window holds the pass rates
-    of the last ``window`` groups of one level, and is emptied when a group of another level arrives. When the
-    window is full, its mean is at least ``threshold`` and the cursor still stands inside that level, the cursor
-    moves to the level's end: those prompts are skipped this epoch. The window travels in :meth:`state_dict`,
-    so a resumed run makes the same decisions.
-
-    >>> cursor = PacedCursor([0, 0, 0, 0, 1, 1, 1, 1], threshold=0.75, window=2, seed=0)
-    >>> cursor.take(1, new_epoch=True), cursor.record([0], [1.0])  # window not full yet
-    ([0], [])
-    >>> cursor.take(1, new_epoch=False), cursor.record([1], [0.5])  # full, mean 0.75: skip prompts 2 and 3
-    ([1], [2, 3])
-    >>> cursor.take(2, new_epoch=False), cursor.record([4, 5], [0.5, 0.5])  # level 1 is not mastered
-    ([4, 5], [])
-    """
-
-    def __init__(self, levels: list, *, threshold: float, window: int, seed: int, max_epochs: int | None = None):
-        super().__init__(len(levels), shuffle=False, seed=seed, max_epochs=max_epochs)
-        self.levels, self.ends = list(levels), level_ends(list(levels))
-        self.threshold, self.window = threshold, window
-        self.window_level = None
-        self.pass_rates: list[float] = []
-        self.skipped_total = 0
-
-    def record(self, indices: list[int], pass_rates: list[float]) -> list[int]:
-        """Groups just generated (prompt index, pass rate, in order); returns the prompts skipped after them."""
-        for index, rate in zip(indices, pass_rates, strict=True):
-            if self.levels[index] != self.window_level:
-                self.window_level, self.pass_rates = self.levels[index], []
-            self.pass_rates = [*self.pass_rates, float(rate)][-self.window :]
-        if not self.mastered() or self.position >= self.n or self.levels[self.position] != self.window_level:
-            return []
-        skipped = list(range(self.position, self.ends[self.position]))
-        self.position = self.ends[self.position]
-        self.skipped_total += len(skipped)
-        return skipped
-
-    def metrics(self) -> dict[str, float]:
-        """What the pace logs each step: prompts skipped so far, the window's pass rate, the level it is at."""
-        level = self.levels[self.position] if self.position < self.n else self.levels[-1]
-        return {"pace_skipped_total": float(self.skipped_total), "pace_window_pass_rate": self.window_pass_rate(),
-                "pace_level": float(level)}  # fmt: skip
-
-    def mastered(self) -> bool:
-        """The window is full and its mean pass rate reaches the threshold."""
-        return len(self.pass_rates) == self.window and self.window_pass_rate() >= self.threshold
-
-    def window_pass_rate(self) -> float:
-        """Mean pass rate of the window (nan while it is empty)."""
-        return sum(self.pass_rates) / len(self.pass_rates) if self.pass_rates else math.nan
-
-    def state_dict(self) -> dict:
-        """The cursor's position and the pace's window."""
-        return super().state_dict() | {"window_level": self.window_level, "pass_rates": list(self.pass_rates),
-                                       "skipped_total": self.skipped_total}  # fmt: skip
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from a :meth:`state_dict`."""
-        if "pass_rates" not in state:
-            raise ValueError(
-                "this checkpoint was written without curriculum 'paced' (resume with the same curriculum)"
-            )
-        super().load_state_dict(state)
-        self.window_level, self.pass_rates = state["window_level"], list(state["pass_rates"])
-        self.skipped_total = int(state["skipped_total"])
 
 
 def select_groups(

@@ -13,10 +13,12 @@ batch size; :func:`compilations` counts the graphs compiled so far (logged, and 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 
+from observe_r1.models import VISION_TOKENS
 from observe_r1.prompts import SYSTEM_PROMPT, build_messages
 
 Response = tuple[str, int]
@@ -24,6 +26,18 @@ Response = tuple[str, int]
 # Shared defaults of every generation path (eval, ladder rating, both backends).
 BATCH_SIZE = 64  # sequences per generate call
 MAX_NEW_TOKENS = 1024
+
+
+def suppress_vision_tokens(args, processor):
+    """A copy of a training config whose generation never samples a vision token: TRL suppresses only
+    ``<|image_pad|>``, and a sampled ``<|vision_start|>`` or ``<|video_pad|>`` breaks the next forward."""
+    vision_ids = [i for i in processor.tokenizer.convert_tokens_to_ids(VISION_TOKENS) if i is not None]
+    generation_kwargs = dict(args.generation_kwargs or {})
+    suppressed = set(generation_kwargs.get("suppress_tokens") or []) | set(vision_ids)
+    generation_kwargs["suppress_tokens"] = sorted(suppressed)
+    args = copy.copy(args)  # the caller's config stays as it was
+    args.generation_kwargs = generation_kwargs
+    return args
 
 
 LENGTH_BUCKET = 64  # with compiled decoding, prompts are left-padded to a multiple of this many tokens

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from accelerate.utils import gather
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
 
 from observe_r1.algo import GroupAdvantages
 from observe_r1.jsonl import append_jsonl
+from observe_r1.mathpool import REWARD_STATS
 
 OURS, SAMPLING = "observe_r1/", "dynamic_sampling/"
 REWARD_STAT_KEYS = ("timeout", "unparseable_gold")  # mathpool.REWARD_STATS, logged as totals over every process
@@ -101,8 +103,11 @@ def group_metrics(groups: GroupBatch, reward_names: list[str], dataset_size: int
     return {OURS + k: v for k, v in out.items()}
 
 
-def reward_stat_metrics(totals: list[float]) -> dict[str, float]:
-    """Timeouts and unparseable golds so far, summed over processes."""
+def reward_stat_metrics(device) -> dict[str, float]:
+    """Timeouts and unparseable golds so far (``mathpool.REWARD_STATS``), summed over processes: every process
+    must call this."""
+    local = torch.tensor([float(REWARD_STATS[key]) for key in REWARD_STAT_KEYS], device=device)
+    totals = gather(local[None]).sum(dim=0).tolist()
     return {f"{OURS}reward_{key}_total": total for key, total in zip(REWARD_STAT_KEYS, totals, strict=True)}
 
 

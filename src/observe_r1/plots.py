@@ -13,6 +13,7 @@ PANELS = {
     "curriculum": ["curriculum_difficulty", "curriculum_position"],
     "pace": ["pace_window_pass_rate", "pace_level"],  # curriculum: paced
     "pace_skipped": ["pace_skipped_total"],
+    "pace_memory": ["pace_mastered_levels", "pace_rechecks"],  # levels left out of the next epoch, memory resets
     "sampling": ["zero_std_generated", "zero_std_trained", "generation_rounds"],
 }
 

@@ -2,7 +2,8 @@
 
 Dynamic sampling with groups of G=4 split across the processes (6 completions per process, 3 prompts a round);
 prompts whose row is a multiple of 3 get constant rewards. With ``paced``: a paced curriculum over ladder levels
-of 6, 6 and 12 rows, where rows 0-2 are solved (all rewards 1) and no row is constant. Each process writes, per
+of 6, 6 and 12 rows, where rows 0-2 are solved (all rewards 1) and no row is constant, for 8 steps (into a second
+epoch, which leaves the mastered level out). Each process writes, per
 step, the advantages and per-row pixel values the loss received, and its cursor's final state, for the test to
 check against the expected trained groups.
 """
@@ -30,7 +31,7 @@ def main(model_dir: str, out_dir: str, mode: str = "dynamic") -> None:
     levels = [0.0] * 6 + [0.5] * 6 + [1.0] * 12 if paced else None
     _, dataset = synth_dataset(out / f"data-{rank}", n=24, levels=levels)
     pace = {"curriculum": "paced", "pace_window": 3, "pace_threshold": 0.75} if paced else {}
-    args = tiny_config(out / "run", per_device_train_batch_size=6, num_generations=4, max_steps=2,
+    args = tiny_config(out / "run", per_device_train_batch_size=6, num_generations=4, max_steps=8 if paced else 2,
                        dynamic_sampling=True, max_generation_rounds=3, **pace)  # fmt: skip
     reward = ScriptedGroups(solved_rows=range(3)) if paced else ScriptedGroups(range(0, 24, 3))
     trainer = build_trainer(model, processor, dataset, args, reward_funcs=[reward], concise_progress=False)
