@@ -2,16 +2,21 @@
 
     .venv/bin/python bench/ablation.py [--demo-dir bench/results/demo] [--seeds 0 1 2 3 4] [--variants ...]
     .venv/bin/python bench/ablation.py --report-only         # tables and plot from the runs already made
+    .venv/bin/python bench/ablation.py --reuse OLD/ablation.json --reuse-variants plain_grpo ...  # earlier runs
 
 Needs the per-seed demo directories written by bench/demo_seeds.py (warm start, ladder, held-out split). Each
 variant trains from a seed's warm start for as many steps as that seed's demo RL run (one pass over its ladder),
 and held-out greedy accuracy is measured at 0, 25, 50, 75 and 100 % of the steps. Observe-R1 *is* the demo's own
 run (its learning curve is reused). Variants (docs/method.md §6): plain GRPO (shuffled, no bonus, no weighting),
 random order (full rewards, shuffled), no bonus, no weighting, Observe-R1 and plain GRPO each with dynamic
-sampling, and Observe-R1 with the paced curriculum (with and without dynamic sampling). Each run writes
+sampling, and Observe-R1 with the paced curriculum (with and without dynamic sampling; ``_fast``: a window of 8
+groups, one step, instead of 16). Each run writes
 OUT/VARIANT/seed-S/result.json (so several invocations can share the work); the report gives accuracy at each
 curve point and the area under the curve (accuracy averaged over the run, trapezoids), mean ± standard error over
-seeds, and a plot.
+seeds, and a plot. ``--reuse`` copies the named variants' curves from an earlier ablation.json instead of running
+them again: only valid when the demo runs (warm starts, ladders) and those variants' code are unchanged; check that
+the demo summaries are identical and rerun one reused variant on one seed first (docs/benchmarks.md says how it was
+checked).
 """
 
 import argparse
@@ -32,9 +37,11 @@ VARIANTS = {
     # both with dynamic sampling (docs/dynamic_sampling.md): groups with no signal are replaced before training
     "observe_r1_ds": {"dynamic_sampling": True},
     "plain_grpo_ds": {**PLAIN, "dynamic_sampling": True},
-    # the paced curriculum (docs/curriculum.md): the rest of a ladder level is skipped once the policy masters it
+    # the paced curriculum (docs/curriculum.md): the rest of a ladder level is skipped once the policy masters it,
+    # and mastered levels stay out of later epochs
     "observe_r1_paced": {"curriculum": "paced"},
     "observe_r1_paced_ds": {"curriculum": "paced", "dynamic_sampling": True},
+    "observe_r1_paced_ds_fast": {"curriculum": "paced", "dynamic_sampling": True, "pace_window": 8},
 }
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -141,6 +148,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="bench/results/ablation")
     parser.add_argument("--report-only", action="store_true", help="Only aggregate the runs already written.")
+    parser.add_argument("--reuse", help="An earlier ablation.json; its --reuse-variants curves are kept.")
+    parser.add_argument("--reuse-variants", nargs="+", default=[], choices=list(VARIANTS))
     parser.add_argument(
         "--paired-against",
         nargs="+",
@@ -151,6 +160,14 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.reuse:
+        earlier = json.loads(Path(args.reuse).read_text())
+        for name in args.reuse_variants:
+            for seed, result in earlier[name].items():
+                path = out / name / f"seed-{seed}" / "result.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists():
+                    path.write_text(json.dumps(result | {"reused_from": args.reuse}, indent=2))
     results: dict = {}
     for seed in args.seeds:
         for name in args.variants if not args.report_only else VARIANTS:
