@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from observe_r1.config import ObserveR1Config
-from observe_r1.generation import Decoding, HFGenerator, compilations
+from observe_r1.config import ConfigError, ObserveR1Config
+from observe_r1.generation import Decoding, HFGenerator, compilations, make_generator
 from observe_r1.models import VISION_TOKENS, load_policy
 from observe_r1.synth import generate_items
 from tests.helpers import ParityAccuracy, train_spied
@@ -92,6 +92,9 @@ def test_decoding_refuses_what_cannot_work():
                         cache_implementation="dynamic")  # fmt: skip
     config = ObserveR1Config(output_dir="/tmp/x", use_cpu=True, bf16=False, compile_generation=True)
     assert config.cache_implementation == "static" and config.pad_to_multiple_of == 64
+    # before any model is loaded: a model that does not exist is not even looked for
+    with pytest.raises(ConfigError, match="needs cache_implementation 'static'"):
+        make_generator("/nonexistent/model", cache_implementation="dynamic", compile_generation=True)
 
 
 def test_loss_logprobs_equal_the_full_models_on_completion_positions(tiny_model_dir, tmp_path):

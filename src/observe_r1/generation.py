@@ -228,6 +228,7 @@ def make_generator(
         raise ValueError(f"backend must be 'hf' or 'vllm'; got {backend!r}")
     from observe_r1.models import load_policy
 
+    Decoding.parse(cache_implementation, compile_generation, "cpu")  # a bad choice fails before the model loads
     model, processor = load_policy(model_id_or_path)
     decoding = Decoding.parse(cache_implementation, compile_generation, model.device)
     return HFGenerator(model, processor, batch_size=batch_size, max_new_tokens=max_new_tokens, decoding=decoding)
