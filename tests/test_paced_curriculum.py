@@ -80,6 +80,27 @@ def test_mastered_levels_stay_out_until_a_full_window_says_otherwise():
     assert cursor.pop_skipped() == ["p4", "p5", "p6", "p7"]
 
 
+def test_a_level_smaller_than_the_window_is_judged_on_all_its_groups():
+    # the demo's first ladder levels hold 2 and 7 prompts under a 16-group window: they must be decidable too
+    cursor = PacedCursor([0] * 2 + [1] * 6 + [2] * 6, threshold=0.75, window=4, seed=0)
+    assert cursor.take(2, new_epoch=True) == [0, 1] and cursor.record([0, 1], [1.0, 0.5]) == []
+    assert cursor.mastered == {0}  # both of level 0's groups, mean 0.75; the cursor already stands at level 1
+    assert cursor.take(2, new_epoch=False) == [2, 3] and cursor.record([2, 3], [1.0, 1.0]) == []  # 2 of 4
+    assert cursor.take(2, new_epoch=False) == [4, 5] and cursor.record([4, 5], [1.0, 1.0]) == [6, 7]
+
+
+def test_an_epoch_never_holds_fewer_prompts_than_a_window():
+    levels = [0] * 6 + [1] * 3
+    cursor = PacedCursor(levels, threshold=0.5, window=4, seed=0)
+    cursor.take(4, new_epoch=True), cursor.record([0, 1, 2, 3], [1.0] * 4)  # level 0 mastered: 4, 5 skipped
+    assert cursor.mastered == {0} and cursor.take(2, new_epoch=False) == [6, 7]
+    # leaving level 0 out would leave 3 prompts, fewer than a window: the next epoch re-checks everything
+    assert cursor.take(2, new_epoch=True) == [0, 1] and cursor.rechecks == 1 and cursor.left_out == []
+    wide = PacedCursor(levels, threshold=0.5, window=3, seed=0)  # 3 prompts fill a window of 3: level 0 stays out
+    wide.take(4, new_epoch=True), wide.record([0, 1, 2, 3], [1.0] * 4), wide.take(2, new_epoch=False)
+    assert wide.take(2, new_epoch=True) == [6, 7] and wide.left_out == [0] and wide.rechecks == 0
+
+
 def test_every_prompt_of_an_epoch_is_taken_or_skipped_once():
     levels = [lv for lv in range(8) for _ in range(5)]
     rng = random.Random(1)

@@ -10,6 +10,7 @@ Every decision is made from pass rates of gathered groups, so each process decid
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from datasets import Dataset
 
@@ -23,12 +24,14 @@ class PacedCursor(PromptCursor):
     values) and ``ids[i]`` its id. :meth:`record` takes each generated group's prompt and pass rate:
 
     * The **window** holds the pass rates of the last ``window`` groups of one level (a group of another level
-      empties it). Each time it is full, it decides whether its level is **mastered**: mean ≥ ``threshold``.
+      empties it). Each time it is full (``window`` groups, or every prompt of a smaller level), it decides
+      whether its level is **mastered**: mean ≥ ``threshold``.
     * When the window's level is mastered and the cursor still stands inside it, the cursor jumps to the level's
       end: the rest of the level is **skipped** this epoch.
     * A level stays mastered until a later full window of it says otherwise. A new epoch leaves out the levels
-      mastered when it starts (they are skipped as a whole). When fewer than one round of prompts would be left,
-      the memory is cleared instead: that epoch **re-checks** every level from the first, window by window.
+      mastered when it starts (they are skipped as a whole). When fewer prompts than a window (or than one
+      round, if larger) would be left, the memory is cleared instead: that epoch **re-checks** every level from
+      the first, window by window. So an epoch never trains a handful of prompts over and over.
 
     Skipped prompts are reported once, by :meth:`pop_skipped`. The window and the memory travel in
     :meth:`state_dict`, so a resumed run makes the same decisions.
@@ -48,6 +51,7 @@ class PacedCursor(PromptCursor):
                  ids: list | None = None):  # fmt: skip
         super().__init__(len(levels), shuffle=False, seed=seed, max_epochs=max_epochs)
         self.levels = list(levels)
+        self.level_sizes = Counter(self.levels)
         self.ids = list(ids) if ids is not None else list(range(len(levels)))
         self.threshold, self.window = threshold, window
         self.window_level = None
@@ -67,9 +71,9 @@ class PacedCursor(PromptCursor):
         return self._order[1]
 
     def next_epoch(self, count: int) -> None:
-        """A new epoch leaves out the mastered levels, unless fewer than ``count`` prompts would be left."""
+        """A new epoch leaves out the mastered levels, unless fewer than a window (or ``count``) would be left."""
         super().next_epoch(count)
-        if sum(level not in self.mastered for level in self.levels) < count:
+        if sum(level not in self.mastered for level in self.levels) < max(count, self.window):
             self.mastered, self.rechecks = set(), self.rechecks + 1
         self.left_out = sorted(self.mastered)
         self._skip([i for i, level in enumerate(self.levels) if level in self.mastered])
@@ -80,7 +84,7 @@ class PacedCursor(PromptCursor):
             if self.levels[index] != self.window_level:
                 self.window_level, self.pass_rates = self.levels[index], []
             self.pass_rates = [*self.pass_rates, float(rate)][-self.window :]
-            if len(self.pass_rates) == self.window:  # a full window decides its level
+            if len(self.pass_rates) >= min(self.window, self.level_sizes[self.window_level]):  # full: it decides
                 if self.window_pass_rate() >= self.threshold:
                     self.mastered.add(self.window_level)
                 else:
