@@ -28,6 +28,8 @@ class PacedCursor(PromptCursor):
       whether its level is **mastered**: mean ≥ ``threshold``.
     * When the window's level is mastered and the cursor still stands inside it, the cursor jumps to the level's
       end: the rest of the level is **skipped** this epoch.
+    * Each visit of a level starts where its previous visit stopped (its prompts in a rotating order): the prompts a
+      skip jumped over come first next time, instead of the same first prompts of each level every epoch.
     * A level stays mastered until a later full window of it says otherwise. A new epoch leaves out the levels
       mastered when it starts (they are skipped as a whole). When fewer prompts than a window (or than one
       round, if larger) would be left, the memory is cleared instead: that epoch **re-checks** every level from
@@ -52,6 +54,11 @@ class PacedCursor(PromptCursor):
         super().__init__(len(levels), shuffle=False, seed=seed, max_epochs=max_epochs)
         self.levels = list(levels)
         self.level_sizes = Counter(self.levels)
+        self.runs: list[tuple] = []  # (level, its prompt indices): the ladder's runs of equal levels, in order
+        for index, level in enumerate(self.levels):
+            if not self.runs or self.runs[-1][0] != level:
+                self.runs.append((level, []))
+            self.runs[-1][1].append(index)
         self.ids = list(ids) if ids is not None else list(range(len(levels)))
         self.threshold, self.window = threshold, window
         self.window_level = None
@@ -60,22 +67,36 @@ class PacedCursor(PromptCursor):
         self.left_out: list = []  # levels this epoch leaves out (mastered when it started)
         self.skipped_total = 0
         self.rechecks = 0  # epochs that cleared the memory and checked every level again
+        self.taken: dict = {}  # prompts of each level generated for so far, every epoch
+        self.rotation: dict = {}  # where each level starts this epoch (``taken`` when the epoch began)
         self._pending: list[int] = []  # skipped, not yet reported
 
     def order(self, epoch: int) -> list[int]:
-        """The current epoch's prompts in ladder order, without the levels it leaves out."""
-        key = (epoch, tuple(self.left_out))
+        """The current epoch's prompts: ladder order by level, each level from where its last visit stopped,
+        without the levels this epoch leaves out."""
+        key = (epoch, tuple(self.left_out), tuple(sorted(self.rotation.items())))
         if self._order is None or self._order[0] != key:
-            out = set(self.left_out)
-            self._order = (key, [i for i, level in enumerate(self.levels) if level not in out])
+            out, indices = set(self.left_out), []
+            for level, run in self.runs:
+                if level not in out:
+                    start = self.rotation.get(level, 0) % len(run)
+                    indices += run[start:] + run[:start]
+            self._order = (key, indices)
         return self._order[1]
+
+    def take(self, count: int, *, new_epoch: bool) -> list[int] | None:
+        """The next ``count`` prompts (see :meth:`PromptCursor.take`), counted per level for the rotation."""
+        indices = super().take(count, new_epoch=new_epoch)
+        for index in indices or []:
+            self.taken[self.levels[index]] = self.taken.get(self.levels[index], 0) + 1
+        return indices
 
     def next_epoch(self, count: int) -> None:
         """A new epoch leaves out the mastered levels, unless fewer than a window (or ``count``) would be left."""
         super().next_epoch(count)
         if sum(level not in self.mastered for level in self.levels) < max(count, self.window):
             self.mastered, self.rechecks = set(), self.rechecks + 1
-        self.left_out = sorted(self.mastered)
+        self.left_out, self.rotation = sorted(self.mastered), dict(self.taken)
         self._skip([i for i, level in enumerate(self.levels) if level in self.mastered])
 
     def record(self, indices: list[int], pass_rates: list[float]) -> list[int]:
@@ -124,7 +145,8 @@ class PacedCursor(PromptCursor):
         """The cursor's position, the window and the memory."""
         return super().state_dict() | {"window_level": self.window_level, "pass_rates": list(self.pass_rates),
                                        "skipped_total": self.skipped_total, "mastered": sorted(self.mastered),
-                                       "left_out": list(self.left_out), "rechecks": self.rechecks}  # fmt: skip
+                                       "left_out": list(self.left_out), "rechecks": self.rechecks,
+                                       "taken": _pairs(self.taken), "rotation": _pairs(self.rotation)}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a :meth:`state_dict` (one written before the memory existed starts with none)."""
@@ -137,6 +159,13 @@ class PacedCursor(PromptCursor):
         self.skipped_total = int(state["skipped_total"])
         self.mastered, self.left_out = set(state.get("mastered", [])), list(state.get("left_out", []))
         self.rechecks = int(state.get("rechecks", 0))
+        self.taken, self.rotation = dict(state.get("taken", [])), dict(state.get("rotation", []))
+        self._order = None
+
+
+def _pairs(counts: dict) -> list:
+    """A level → count table as JSON keeps it: ``[[level, count], ...]`` (a level may be a float)."""
+    return [[level, count] for level, count in sorted(counts.items())]
 
 
 def training_cursor(dataset, args) -> PromptCursor | None:
