@@ -113,7 +113,8 @@ def test_every_prompt_of_an_epoch_is_taken_or_skipped_once():
         taken = cursor.take(4, new_epoch=True)
         if cursor.epoch != epoch:  # the previous epoch is over: each prompt once, except a tail shorter than a round
             missing = [i for i in range(40) if i not in seen]
-            assert len(seen) == len(set(seen)) and len(missing) < 4 and sorted(order[len(order) - len(missing) :]) == missing
+            assert len(seen) == len(set(seen)) and len(missing) < 4
+            assert sorted(order[len(order) - len(missing) :]) == missing
             order, seen, epochs_checked = list(cursor.order(cursor.epoch)), [], epochs_checked + 1
             left_out_epochs += bool(cursor.left_out)
         rates = [rng.choice([0.5, 0.75, 1.0]) if levels[i] < step // 20 else 0.25 for i in taken]
