@@ -9,7 +9,10 @@ $PY bench/ladder_throughput.py
 $PY bench/trainer_overhead.py
 $PY bench/demo_seeds.py --seeds 0 1 2 3 4
 $PY bench/dynamic_sampling.py --seeds 0 1 2
-$PY bench/ablation.py --seeds 0 1 2 3 4
+$PY bench/ablation.py --seeds 0 1 2 3 4 --out bench/results/curriculum_memory \
+    --paired-against observe_r1_paced_ds observe_r1_paced_ds_fast
+$PY bench/pace_trace.py --demo-dir bench/results/demo --ablation-dir bench/results/curriculum_memory \
+    --variants observe_r1 observe_r1_paced observe_r1_paced_ds --seeds 0 1 2 3 4 --out bench/results/curriculum_memory
 $PY bench/lora_memory.py
 # Real benchmark files (clone the authors' repositories; skipped when the paths are not set):
 #   MATHV=/path/to/MATH-V MATHVISTA=/path/to/MathVista bash bench/run_all.sh
