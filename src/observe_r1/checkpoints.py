@@ -66,7 +66,7 @@ def finish_checkpoint(accelerator, folder: Path, should_save: bool, limit: int |
     ``save_total_limit`` rotation (``limit``), which therefore never removes the last complete checkpoint."""
     accelerator.wait_for_everyone()
     if should_save:
-        mark_complete(folder, int(folder.name.rsplit("-", 1)[1]))
+        mark_complete(folder, int(CHECKPOINT.match(folder.name)[1]))
         rotate_checkpoints(str(folder.parent), limit, best)
 
 
