@@ -26,27 +26,36 @@ def tiny_model(
     size: str = typer.Option(
         "tiny",
         help="tiny (~0.2M params), small (~0.6M), base (~1.8M), or the published architecture of "
-        "qwen2.5-vl-3b / qwen2.5-vl-7b (random weights; use --layers for a CPU).",
+        "qwen2.5-vl-3b / qwen2.5-vl-7b / qwen3-vl-2b / qwen3-vl-4b / qwen3-vl-8b (random weights; use --layers "
+        "for a CPU).",
+    ),
+    family: str = typer.Option(
+        None, help="Model family of tiny / small / base: qwen2.5-vl (default) or qwen3-vl. A shape names its own."
     ),
     layers: int = typer.Option(None, help="Shape-true sizes only: keep this many language-model layers."),
     vision_layers: int = typer.Option(None, help="Shape-true sizes only: keep this many vision blocks."),
     seed: int = typer.Option(0, help="Weights are identical for the same seed."),
 ) -> None:
-    """Build a randomly initialised Qwen2.5-VL locally (no download); loads with the HF auto classes."""
+    """Build a randomly initialised vision-language model locally (no download); loads with the HF auto classes."""
     from observe_r1.models import (
         SHAPES,
         build_tiny_model,
         count_parameters,
         load_policy,
         num_parameters,
+        resolve_size,
         shaped_config,
     )
 
+    try:
+        chosen = resolve_size(size, family)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     if size in SHAPES:  # counted on the meta device: nothing allocated
         typer.echo(f"{size} at full depth: {count_parameters(shaped_config(size)):,} parameters")
-    path = build_tiny_model(out, size=size, seed=seed, layers=layers, vision_layers=vision_layers)
+    path = build_tiny_model(out, size=size, family=family, seed=seed, layers=layers, vision_layers=vision_layers)
     model, _ = load_policy(path)
-    typer.echo(f"wrote {size} Qwen2.5-VL ({num_parameters(model):,} parameters) to {path}")
+    typer.echo(f"wrote {size} {chosen.name} ({num_parameters(model):,} parameters) to {path}")
 
 
 @app.command()
@@ -300,12 +309,13 @@ def ladder_stats(ladder_dir: Path = typer.Argument(..., help="A built ladder dir
 
 def main() -> None:
     """Run the CLI; bad input (a DataError or a missing file) exits with status 2 and a one-line message."""
+    from observe_r1.checkpoints import CheckpointError
     from observe_r1.config import ConfigError
     from observe_r1.data import DataError
 
     try:
         app()
-    except (DataError, FileNotFoundError, ConfigError) as err:  # bad input: the message names the file, row and field
+    except (DataError, FileNotFoundError, ConfigError, CheckpointError) as err:  # bad input: the message names the file, row and field
         typer.secho(f"error: {err}", fg="red", err=True)
         raise SystemExit(2) from None
 

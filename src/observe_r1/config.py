@@ -90,7 +90,10 @@ class ObserveR1Config(GRPOConfig):
     )
     freeze_merger: bool = field(
         default=False,
-        metadata={"help": "Freeze the vision-language projector (Qwen2.5-VL's `visual.merger`)."},
+        metadata={
+            "help": "Freeze the vision-language projectors: `visual.merger`, and Qwen3-VL's deepstack mergers "
+            "(`visual.deepstack_merger_list`: they feed vision features into the first language-model layers)."
+        },
     )
     use_peft: bool = field(
         default=False,
@@ -112,7 +115,8 @@ class ObserveR1Config(GRPOConfig):
             "help": "Modules that get adapters, by name (default: the language model's linear layers q_proj "
             "k_proj v_proj o_proj gate_proj up_proj down_proj). A plain name is matched inside the language model "
             "only; prefix it with `visual.` to adapt the vision tower's modules of that name (visual.qkv, "
-            "visual.attn.proj, visual.merger.mlp.0)."
+            "visual.attn.proj, visual.merger.mlp.0; Qwen3-VL's vision MLPs: visual.linear_fc1, visual.linear_fc2). "
+            "A name matching no module is refused."
         },
     )
     system_prompt: str = field(

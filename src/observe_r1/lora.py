@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-# The language model's linear layers in Qwen2 / Qwen2.5-VL: attention and MLP projections.
+from observe_r1.families import family_of, supported
+
+# The language model's linear layers in every supported family: attention and MLP projections.
 LANGUAGE_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 VISION_PREFIX = "visual."
 ADAPTER_CONFIG = "adapter_config.json"
@@ -28,8 +30,9 @@ def target_modules_pattern(names: list[str] | tuple[str, ...] | None = None) -> 
     """PEFT's ``target_modules`` as one regular expression over module names (PEFT full-matches a string).
 
     A plain name is a module-name suffix inside the language model; ``visual.NAME`` is one inside the vision
-    tower. The vision tower's MLP has ``gate_proj``/``up_proj``/``down_proj`` too, which PEFT's list form would
-    adapt as well: the pattern keeps the vision tower out unless it is named.
+    tower. Qwen2.5-VL's vision MLP has ``gate_proj``/``up_proj``/``down_proj`` too, which PEFT's list form would
+    adapt as well: the pattern keeps the vision tower out unless it is named (Qwen3-VL's vision layers have names
+    of their own, ``linear_fc1/2``; the rule is the same for every family).
 
     >>> p = target_modules_pattern(["q_proj", "gate_proj", "visual.qkv"])
     >>> [bool(re.fullmatch(p, n)) for n in ("model.language_model.layers.0.mlp.gate_proj",
@@ -46,10 +49,13 @@ def target_modules_pattern(names: list[str] | tuple[str, ...] | None = None) -> 
     return "|".join(f"(?:{p})" for p in parts)
 
 
-def lora_config(args):
-    """The ``peft.LoraConfig`` of an ``ObserveR1Config`` with ``use_peft``."""
+def lora_config(args, model: torch.nn.Module | None = None):
+    """The ``peft.LoraConfig`` of an ``ObserveR1Config`` with ``use_peft``; with ``model``, its targets checked
+    against the model first (:func:`check_targets`)."""
     from peft import LoraConfig
 
+    if isinstance(model, torch.nn.Module):
+        check_targets(model, args.lora_target_modules)
     return LoraConfig(
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
@@ -59,23 +65,41 @@ def lora_config(args):
     )
 
 
-def vision_parts(model: torch.nn.Module) -> tuple[list[torch.nn.Module], torch.nn.Module | None]:
-    """``(tower, merger)`` of a Qwen2-VL / Qwen2.5-VL (also wrapped by PEFT): the tower is every child of the
-    ``visual`` module but the projector (patch embedding, rotary table, blocks); the merger is the projector."""
+def vision_parts(model: torch.nn.Module) -> tuple[list[torch.nn.Module], list[torch.nn.Module]]:
+    """``(tower, projectors)`` of a supported model (also wrapped by PEFT): the projectors are the children of its
+    ``visual`` module that map vision features into the language model (the family's ``projectors``: Qwen2.5-VL's
+    ``merger``; Qwen3-VL's ``merger`` and deepstack mergers), the tower every other child (patch embedding,
+    position tables, blocks)."""
+    family = family_of(model)
     for name, module in model.named_modules():
         if name == "visual" or name.endswith(".visual"):
-            tower = [child for child_name, child in module.named_children() if child_name != "merger"]
-            return tower, getattr(module, "merger", None)
+            children = dict(module.named_children())
+            tower = [child for child_name, child in children.items() if child_name not in family.projectors]
+            return tower, [children[name] for name in family.projectors if name in children]
     raise ValueError(f"{type(model).__name__} has no `visual` module: freeze_vision_tower / freeze_merger apply to "
-                     "Qwen2-VL-style models")  # fmt: skip
+                     f"the vision-language families ({supported()})")  # fmt: skip
+
+
+def check_targets(model: torch.nn.Module, names: list[str] | tuple[str, ...] | None) -> None:
+    """Refuse a LoRA target that names no module of ``model``: PEFT only complains when no target matches at all,
+    so a vision name of another family (``visual.gate_proj`` on Qwen3-VL, whose vision MLP is ``linear_fc1/2``)
+    would silently adapt nothing."""
+    pattern_of = {name: target_modules_pattern([name]) for name in names or LANGUAGE_LINEAR}
+    module_names = [name for name, _ in model.named_modules()]
+    unmatched = [name for name, p in pattern_of.items() if not any(re.fullmatch(p, m) for m in module_names)]
+    if unmatched:
+        family = family_of(model)
+        raise ValueError(f"lora_target_modules {unmatched} match no module of this {family.name} model; its vision "
+                         f"linear layers are {['visual.' + n for n in family.vision_linear]}, its language model's "
+                         f"{list(LANGUAGE_LINEAR)}")  # fmt: skip
 
 
 def freeze_parts(model: torch.nn.Module, *, vision_tower: bool = False, merger: bool = False) -> int:
     """Stop gradients for the vision tower and/or the projector; returns how many parameters were frozen.
 
     Refuses to freeze a LoRA adapter placed there on purpose (``lora_target_modules`` naming ``visual.…``)."""
-    tower, projector = vision_parts(model)
-    modules = (tower if vision_tower else []) + ([projector] if merger and projector is not None else [])
+    tower, projectors = vision_parts(model)
+    modules = (tower if vision_tower else []) + (projectors if merger else [])
     frozen = 0
     for module in modules:
         for name, param in module.named_parameters():

@@ -46,7 +46,7 @@ class ObserveR1Trainer(GRPOTrainer):
         if processor is not None and hasattr(processor, "tokenizer"):
             processor.tokenizer.padding_side = "left"  # TRL's prompt_ids are left-padded; keep its side-paths so too
         if args.use_peft and kwargs.get("peft_config") is None:
-            kwargs["peft_config"] = lora_config(args)
+            kwargs["peft_config"] = lora_config(args, model)
         super().__init__(model=model, args=args, reward_funcs=reward_funcs, **kwargs)
         if args.compile_generation and not args.use_vllm:  # TRL builds its GenerationConfig with compile disabled
             self.generation_config.disable_compile, self.generation_config.compile_config = False, compile_config()
