@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from observe_r1.cli import app
 from observe_r1.config import ConfigError, ObserveR1Config
+from observe_r1.launch import check_launch
 from observe_r1.models import SHAPES, count_parameters, shaped_config
-from observe_r1.train import accepted_flags, check_launch, load_recipe, parse_train_args, train_help
+from observe_r1.train import accepted_flags, load_recipe, parse_train_args, train_help
 from tests.helpers import benchmark_file
 
 ROOT = Path(__file__).resolve().parents[1]

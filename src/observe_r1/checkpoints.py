@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -193,3 +194,95 @@ def load_full_weights(model: torch.nn.Module, folder: str | Path) -> int:
         for key, tensor in converted.items():
             own[key].copy_(tensor)
     return len(converted)
+
+
+def export_model(trainer, folder: str | Path) -> None:
+    """Write the trained model to ``folder`` as ``save_pretrained`` does (with LoRA: the adapter), whatever the
+    sharding. Collective: every process calls it, the main process writes.
+
+    Under FSDP the full state dict is gathered from every rank's shards for this export, whether the run's mid-run
+    checkpoints are sharded (``SHARDED_STATE_DICT``, for which ``Trainer.save_model`` writes no weights at all) or
+    full. DeepSpeed gathers ZeRO-3 shards inside ``Trainer.save_model``, which is why every process enters it.
+    Raises :class:`CheckpointError` if the folder ends up without weights."""
+    from observe_r1.lora import is_adapter_dir
+
+    folder = Path(folder)
+    if trainer.is_fsdp_enabled:
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)  # full tensors on the main process
+        if trainer.args.should_save:
+            trainer._save(str(folder), state_dict=state_dict)
+        del state_dict
+    else:
+        trainer.save_model(str(folder))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save and not (is_full_model_dir(folder) or is_adapter_dir(folder)):
+        raise CheckpointError(f"{folder}: the export wrote no weights")
+
+
+FSDP_SHARDED_DIR, FSDP_FULL_FILE = "pytorch_model_fsdp_0", "pytorch_model_fsdp.bin"  # as accelerate names them
+
+
+def fsdp_layout(folder: str | Path) -> str | None:
+    """``"SHARDED_STATE_DICT"`` or ``"FULL_STATE_DICT"``: how an FSDP checkpoint holds its weights (None: neither)."""
+    folder = Path(folder)
+    if (folder / FSDP_SHARDED_DIR).is_dir():
+        return "SHARDED_STATE_DICT"
+    return "FULL_STATE_DICT" if (folder / FSDP_FULL_FILE).is_file() else None
+
+
+@contextmanager
+def reading_fsdp_layout(accelerator, folder: str | Path | None):
+    """Within the block, the FSDP plugin reads the state-dict type ``folder`` was written with: a run resumes from
+    sharded or full checkpoints whichever type its config now names. A no-op without FSDP."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    on_disk = fsdp_layout(folder) if plugin is not None and folder else None
+    if on_disk is None or str(plugin.state_dict_type).endswith(on_disk):
+        yield
+        return
+    previous = plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config
+    plugin.state_dict_config = plugin.optim_state_dict_config = None  # rebuilt for the type read
+    plugin.set_state_dict_type(on_disk)
+    try:
+        yield
+    finally:
+        plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config = previous
+
+
+def _fsdp_checkpoint_keys(folder: Path) -> set[str] | None:
+    """The weight names an FSDP checkpoint holds (None: it holds no FSDP weights). Read from the metadata of a
+    sharded checkpoint, or the keys of a full one (memory-mapped: no tensor is read)."""
+    layout = fsdp_layout(folder)
+    if layout == "SHARDED_STATE_DICT":
+        from torch.distributed.checkpoint import FileSystemReader
+
+        names = FileSystemReader(str(folder / FSDP_SHARDED_DIR)).read_metadata().state_dict_metadata
+        return {name.removeprefix("model.") for name in names}  # accelerate saves {"model": state_dict}
+    if layout == "FULL_STATE_DICT":
+        return set(torch.load(folder / FSDP_FULL_FILE, mmap=True, weights_only=True, map_location="cpu"))
+    return None
+
+
+def check_fsdp_checkpoint(model: torch.nn.Module, folder: str | Path) -> None:
+    """Refuse, before anything is loaded, an FSDP checkpoint that would leave a trained weight of ``model`` as it
+    is or holds a tensor the model has no weight for: the loaders accelerate uses for LoRA load with
+    ``strict=False``, and a mismatched full model fails deep in a stack. With LoRA the adapter's name is ignored
+    (PEFT saves ``lora_A.weight`` for ``lora_A.default.weight``)."""
+    folder = Path(folder)
+    held = _fsdp_checkpoint_keys(folder)
+    if held is None:
+        return
+    adapter = getattr(model, "active_adapter", None)
+
+    def name(key: str) -> str:
+        return key.replace(f".{adapter}.", ".") if isinstance(adapter, str) else key
+
+    own = {name(key) for key in model.state_dict()}
+    held = {name(key) for key in held}
+    missing = sorted(name(n) for n, p in model.named_parameters() if p.requires_grad and name(n) not in held)
+    unexpected = sorted(held - own)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{folder} does not match the model being resumed ({type(model).__name__}): {len(missing)} trained "
+            f"weights are not in it {missing[:3]}, {len(unexpected)} of its tensors have no weight "
+            f"{unexpected[:3]}. Refusing to continue from weights that were not restored."
+        )

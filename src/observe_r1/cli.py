@@ -315,7 +315,7 @@ def main() -> None:
 
     try:
         app()
-    except (DataError, FileNotFoundError, ConfigError, CheckpointError) as err:  # bad input: the message names the file, row and field
+    except (DataError, FileNotFoundError, ConfigError, CheckpointError) as err:  # names the file, row and field
         typer.secho(f"error: {err}", fg="red", err=True)
         raise SystemExit(2) from None
 

@@ -233,8 +233,13 @@ class TrainScriptArguments:
     layout: str | None = field(
         default=None, metadata={"help": "Force a data layout (canonical, mathvision, mathvista, …); default: detect."}
     )
-    resume: bool = field(
-        default=False, metadata={"help": "Continue from the last checkpoint in output_dir (same curriculum position)."}
+    resume: str = field(
+        default="false",
+        metadata={
+            "help": "true: continue from the newest complete checkpoint in output_dir (same curriculum position; "
+            "an error if there is none). auto: the same, or start fresh when there is none (for job schedulers "
+            "that requeue a preempted job with the same command). A bare --resume means true."
+        },
     )
     merge: bool = field(
         default=False,

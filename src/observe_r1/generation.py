@@ -216,8 +216,8 @@ def make_generator(
     :meth:`Decoding.parse` (default: the fastest for the model's device)."""
     if backend == "vllm":
         from observe_r1.config import ConfigError
+        from observe_r1.launch import check_vllm
         from observe_r1.lora import is_adapter_dir
-        from observe_r1.train import check_vllm
 
         if is_adapter_dir(model_id_or_path):  # wrong with or without vLLM installed
             raise ConfigError(f"{model_id_or_path} is a LoRA adapter: merge it for vLLM first "

@@ -2,6 +2,7 @@
 
     observe-r1 train --config recipes/tiny_cpu.yaml --max_steps 20
     observe-r1 train --config recipes/tiny_cpu.yaml --resume          # after a crash: same curriculum position
+    observe-r1 train --config recipes/tiny_cpu.yaml --resume auto     # requeued jobs: continue, or start fresh
 
 A run directory holds ``checkpoint-*/``, TensorBoard events (``runs/``), ``metrics.jsonl`` (one line per
 logging step), ``consumed.jsonl`` (the prompt ids each step trained on) and ``plots/*.png``.
@@ -15,10 +16,11 @@ from pathlib import Path
 
 from transformers.hf_argparser import string_to_bool
 
-from observe_r1.checkpoints import discard, latest_complete
+from observe_r1.checkpoints import discard, export_model, latest_complete
 from observe_r1.config import ConfigError, ObserveR1Config, TrainScriptArguments
 from observe_r1.data import load_grpo_dataset
 from observe_r1.jsonl import read_jsonl, write_jsonl
+from observe_r1.launch import check_launch, check_sharding, check_vllm
 from observe_r1.lora import is_adapter_dir, merge_adapter, record_base, trainable_line
 from observe_r1.metrics import MetricsJsonl, use_concise_progress
 from observe_r1.models import load_policy
@@ -45,13 +47,18 @@ def normalize_flags(argv: list[str]) -> list[str]:
 
     >>> normalize_flags(["--skip-bad-rows", "true", "--out", "runs/a", "--max_steps", "3"])
     ['--skip_bad_rows', 'true', '--output_dir', 'runs/a', '--max_steps', '3']
+    >>> normalize_flags(["--resume", "--max-steps", "3"])
+    ['--resume', 'true', '--max_steps', '3']
     """
     out = []
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
             name = "output_dir" if name == "out" else name.replace("-", "_")
             arg = f"--{name}{eq}{value}"
+            if name == "resume" and not eq and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+                out += [arg, "true"]  # a bare --resume means --resume true
+                continue
         out.append(arg)
     return out
 
@@ -109,31 +116,6 @@ def train_help() -> str:
     return "\n".join(lines)
 
 
-def check_vllm(use_vllm: bool, what: str = "use_vllm") -> None:
-    """A one-line error naming the extra when vLLM is asked for but not installed."""
-    import importlib.util
-
-    if use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ConfigError(f"{what} needs vLLM, which is not installed: pip install 'observe-r1[vllm]' "
-                          "(GPU machines; vLLM 0.31 pins torch 2.13 and torchvision 0.28)")  # fmt: skip
-
-
-def check_launch(config: ObserveR1Config, environ=None) -> None:
-    """Refuse a multi-process launch in which the trainer is not distributed (seen: ``accelerate launch`` with an
-    FSDP config on a CPU machine ran independent trainings into one output folder)."""
-    import os
-
-    environ = os.environ if environ is None else environ
-    launched = int(environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and config.world_size != launched:
-        raise ConfigError(
-            f"launched as {launched} processes (WORLD_SIZE) but the trainer sees {config.world_size} "
-            f"(parallel mode {config.parallel_mode.value}): each process would train alone into "
-            f"{config.output_dir}. Use torchrun or accelerate with a config that matches the machine "
-            "(FSDP and DeepSpeed need GPUs; on CPU use --use-cpu true with DDP)"
-        )
-
-
 def parse_train_args(argv: list[str]) -> tuple[TrainScriptArguments, ObserveR1Config]:
     """TRL's parser: ``--config FILE.yaml`` (which may ``extends:`` another recipe) plus ``--field value``
     overrides for both dataclasses."""
@@ -174,21 +156,45 @@ def _truncate_logs(output_dir: Path, step: int) -> None:
         write_jsonl(path, kept)
 
 
-def resolve_checkpoint(output_dir: Path, resume: bool) -> str | None:
-    """The newest complete ``checkpoint-*`` of ``output_dir`` when resuming (an error if there is none), else None.
+RESUME_MODES = ("false", "true", "auto")
+
+
+def resume_mode(value: str | bool) -> str:
+    """``--resume`` as one of :data:`RESUME_MODES` (booleans and their spellings are accepted).
+
+    >>> [resume_mode(v) for v in (True, "no", "auto", "Yes")]
+    ['true', 'false', 'auto', 'true']
+    """
+    if str(value).lower() == "auto":
+        return "auto"
+    try:
+        return "true" if string_to_bool(str(value).lower()) else "false"
+    except Exception:
+        raise ConfigError(f"--resume must be true, false or auto; got {value!r}") from None
+
+
+def resolve_checkpoint(output_dir: Path, resume: str | bool) -> str | None:
+    """The checkpoint to continue from: with ``resume`` true the newest complete ``checkpoint-*`` of ``output_dir``
+    (an error if there is none); with ``auto`` the same or None when there is none (a job scheduler that requeues a
+    preempted job with the same command: the first attempt starts fresh, every later one continues); with false None.
     Newer torn checkpoints (a save that was killed) are named, with the reason, and removed."""
-    if not resume:
+    mode = resume_mode(resume)
+    if mode == "false":
         return None
     checkpoint, skipped = latest_complete(output_dir)
-    if checkpoint is None:
+    if checkpoint is None and mode == "true":
         why = "; ".join(f"{folder.name}: {reason}" for folder, reason in skipped)
         raise FileNotFoundError(f"--resume: no complete checkpoint-* directory in {output_dir}"
-                                + (f" ({why})" if why else "") + "; start without --resume")  # fmt: skip
+                                + (f" ({why})" if why else "") + "; start without --resume, "
+                                "or use --resume auto to start fresh when there is none")  # fmt: skip
     for folder, reason in skipped:
-        print(f"--resume: skipping {folder.name} ({reason}); resuming from {checkpoint.name}")
+        print(f"--resume: skipping {folder.name} ({reason}); "
+              + (f"resuming from {checkpoint.name}" if checkpoint else "starting fresh"))  # fmt: skip
+    if checkpoint is None:
+        print(f"--resume auto: no complete checkpoint in {output_dir}; starting fresh")
     if int(os.environ.get("RANK", "0")) == 0:
         discard([folder for folder, _ in skipped])
-    return str(checkpoint)
+    return str(checkpoint) if checkpoint else None
 
 
 def build_trainer(
@@ -217,6 +223,7 @@ def build_trainer(
         callbacks=[MetricsJsonl(output_dir / "metrics.jsonl"), *(callbacks or [])],
         consumed_log=output_dir / "consumed.jsonl",
     )
+    check_sharding(config, trainer.accelerator)  # FSDP / DeepSpeed asked for and not running: stop, in one line
     if concise_progress:
         use_concise_progress(trainer)
     return trainer
@@ -225,17 +232,23 @@ def build_trainer(
 def save_final(trainer: ObserveR1Trainer, processor, *, merge: bool = False) -> Path:
     """Save the trained policy (with LoRA: the adapter) and its processor to ``output_dir/final`` and plot the
     run; with ``merge`` also write the adapter merged into its base model to ``output_dir/merged``. Returns
-    ``final``."""
+    ``final``.
+
+    Every process calls it: a sharded model (FSDP, DeepSpeed ZeRO-3) is gathered collectively
+    (:func:`observe_r1.checkpoints.export_model`), whatever the state-dict type of the run's checkpoints; the main
+    process writes, and every process returns once ``final/`` is complete."""
     output_dir = Path(trainer.args.output_dir)
+    final = output_dir / "final"
+    export_model(trainer, final)
     if trainer.accelerator.is_main_process:
-        trainer.save_model(str(output_dir / "final"))
-        processor.save_pretrained(output_dir / "final")
-        if is_adapter_dir(output_dir / "final"):
-            record_base(output_dir / "final")
+        processor.save_pretrained(final)
+        if is_adapter_dir(final):
+            record_base(final)
             if merge:
-                merge_adapter(output_dir / "final", output_dir / "merged")
+                merge_adapter(final, output_dir / "merged")
         plot_metrics(output_dir / "metrics.jsonl", output_dir / "plots")
-    return output_dir / "final"
+    trainer.accelerator.wait_for_everyone()
+    return final
 
 
 def run_training(script_args: TrainScriptArguments, config: ObserveR1Config) -> ObserveR1Trainer:

@@ -15,6 +15,7 @@ from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
+from observe_r1 import checkpoints
 from observe_r1.algo import group_advantages
 from observe_r1.checkpoints import allow_indexed_cpu_location, finish_checkpoint, is_full_model_dir, load_full_weights
 from observe_r1.dynamic import PromptCursor, RefillStep, gather_trained_rows
@@ -189,12 +190,15 @@ class ObserveR1Trainer(GRPOTrainer):
         model = self.model if model is None else model
         if is_full_model_dir(resume_from_checkpoint) and not (self.is_fsdp_enabled or self.is_deepspeed_enabled):
             load_full_weights(model, resume_from_checkpoint)  # refuses a checkpoint that leaves a weight unloaded
-        else:  # LoRA adapters (PEFT's loader), FSDP and DeepSpeed shards
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        else:  # LoRA adapters (PEFT's loader), FSDP (sharded or full, as written) and DeepSpeed shards
+            checkpoints.check_fsdp_checkpoint(model, resume_from_checkpoint)  # no weight left silently unloaded
+            with checkpoints.reading_fsdp_layout(self.accelerator, resume_from_checkpoint):
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if self.args.world_size > 1 and self.args.device.type == "cpu":
             allow_indexed_cpu_location()  # Trainer maps the optimizer state to args.device, cpu:N here
-        super()._load_optimizer_and_scheduler(checkpoint)
+        with checkpoints.reading_fsdp_layout(self.accelerator, checkpoint):
+            super()._load_optimizer_and_scheduler(checkpoint)
         if self._cursor is not None and checkpoint is not None:
             self._cursor.load(checkpoint)
