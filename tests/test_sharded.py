@@ -1,0 +1,168 @@
+"""Sharded training (FSDP2) proven on 2 CPU processes, resume modes, and launches that would not shard.
+
+accelerate shards only on accelerators, so the 2-process tests run observe-r1 through ``tests/dist/shard_on_cpu.py``,
+a test-only shim that keeps accelerate's FSDP plugin on CPU processes; from there on the code is accelerate's and
+torch's own (``fully_shard``, DTensor parameters, collective state dicts, DCP checkpoints).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from observe_r1.checkpoints import COMPLETE_MARKER, mark_complete
+from observe_r1.config import ConfigError
+from observe_r1.models import load_policy
+from observe_r1.synth import generate_items, write_dataset
+from observe_r1.train import resolve_checkpoint, resume_mode
+from tests.helpers import run_two_processes
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHIM = ROOT / "tests" / "dist" / "shard_on_cpu.py"
+FSDP_ATOL = 1e-5  # DDP vs FSDP2 after the same steps: equal up to the order of gradient reductions
+
+
+@pytest.mark.slow
+def test_fsdp2_trains_resumes_bit_identical_and_exports_whole_models(tiny_model_dir, tmp_path):
+    ranks = run_two_processes("fsdp.py", tiny_model_dir, tmp_path, ranks_dir=tmp_path)
+    for rank in ranks:
+        for mode in ("full", "frozen_tower", "lora"):
+            run = rank[mode]
+            assert run["engine"] == run["resumed_engine"] == "FSDP"
+            assert run["sharded"] == run["params"]  # every parameter a DTensor ...
+            assert run["local_rows"] == [[16, 3, 2, 14, 14]]  # ... holding half of the (32, 3, 2, 14, 14) patch weight
+            assert run["grad_forwards"] >= 4 and run["misaligned"] == 0  # image marks on the image tokens, always
+            assert run["moved_by_step_2"] > 0
+            assert (
+                run["differ_at_restart"] == [] and run["differ_at_end"] == []
+            )  # resumed = uninterrupted, bit for bit
+        assert rank["frozen_tower"]["moved_by_step_2"] < rank["full"]["moved_by_step_2"] == 57
+        assert all(".visual.blocks." not in n for n in rank["frozen_tower"]["moved_by_end"])
+        assert all("lora_" in n for n in rank["lora"]["moved_by_end"])
+        assert rank["ddp"]["engine"] == "MULTI_CPU" and rank["ddp"]["sharded"] == 0
+    assert ranks[0]["ddp"]["max_abs_diff_to_fsdp"] <= FSDP_ATOL
+    for mode in ("full", "frozen_tower"):  # final/ is the whole model, gathered from both ranks' shards
+        end = torch.load(tmp_path / mode / "end.pt")
+        model, _ = load_policy(tmp_path / mode / "straight" / "final")
+        loaded = dict(model.named_parameters())
+        assert loaded.keys() == end.keys() and all(torch.equal(loaded[n], end[n]) for n in end)
+    adapter = tmp_path / "lora" / "straight" / "final"
+    lora_end = torch.load(tmp_path / "lora" / "end.pt")
+    saved = load_file(adapter / "adapter_model.safetensors")
+    trained = {n.replace(".default", ""): t for n, t in lora_end.items() if "lora_" in n}
+    assert len(saved) == len(trained) > 0
+    assert all(torch.equal(saved[n], trained[n]) for n in saved)
+    merged, _ = load_policy(adapter)  # the adapter loads on its recorded base
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+
+
+def _kill_tree(pid: int) -> None:
+    """kill -9 a torchrun and its workers (torchrun starts each worker in a session of its own)."""
+    parent = psutil.Process(pid)
+    for proc in [parent, *parent.children(recursive=True)]:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _train(model_dir, data, out, *extra):
+    return [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(SHIM), "train",
+            "--config", str(ROOT / "recipes/tiny_cpu.yaml"), "--model_name_or_path", str(model_dir),
+            "--dataset_path", str(data), "--output_dir", str(out), "--max_steps", "8", "--save_steps", "2",
+            "--max_completion_length", "16", "--per_device_train_batch_size", "4", "--report_to", "none",
+            "--dynamic-sampling", "true", "--max-generation-rounds", "2", "--curriculum", "paced",
+            "--pace-window", "1", "--pace-threshold", "0", *extra]  # fmt: skip
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.slow
+def test_fsdp2_sharded_checkpoints_kill_9_resume_auto_and_eval(tiny_model_dir, tmp_path):
+    """The CLI under FSDP2 with sharded (DCP) checkpoints, dynamic sampling and the paced ladder: killed after
+    checkpoint-4, requeued with the same command (``--resume auto``), it ends where the uninterrupted run ends."""
+    items = generate_items(40, seed=3)
+    for i, item in enumerate(items):
+        item["stretch_level"] = i // 5
+    data = write_dataset(items, tmp_path / "data")
+    (tmp_path / "sharded.json").write_text(json.dumps({"fsdp_version": 2, "state_dict_type": "SHARDED_STATE_DICT"}))
+    sharded = ["--fsdp", "full_shard", "--fsdp_config", str(tmp_path / "sharded.json"), "--resume", "auto"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    subprocess.run(_train(tiny_model_dir, data, straight, *sharded), check=True, capture_output=True, env=env,
+                   timeout=300)  # fmt: skip
+    proc = subprocess.Popen(_train(tiny_model_dir, data, crashed, *sharded), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        if (crashed / "checkpoint-4" / COMPLETE_MARKER).is_file():
+            _kill_tree(proc.pid)
+            break
+        time.sleep(0.02)
+    assert proc.wait() != 0, "the run finished before it could be killed"
+    assert not (crashed / "final").exists()
+    assert (crashed / "checkpoint-4" / "pytorch_model_fsdp_0").is_dir()  # mid-run checkpoints stay sharded
+    assert not list((crashed / "checkpoint-4").glob("*.safetensors"))
+    resumed = subprocess.run(_train(tiny_model_dir, data, crashed, *sharded), capture_output=True, text=True,
+                             env=env, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def consumed(out):
+        return [json.loads(line) for line in (out / "consumed.jsonl").read_text().splitlines()]
+
+    assert consumed(crashed) == consumed(straight) and len(consumed(straight)) == 8
+    assert sum(len(row["skipped"]) for row in consumed(straight)) > 0  # the pace really skipped
+    final, expected = (
+        load_file(crashed / "final" / "model.safetensors"),
+        load_file(straight / "final" / "model.safetensors"),
+    )
+    assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+    result = subprocess.run([str(BIN / "observe-r1"), "eval", "--model", str(crashed / "final"), "--benchmark",
+                             str(data), "--out", str(tmp_path / "eval"), "--limit", "4", "--max-new-tokens", "8"],
+                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.slow
+def test_fsdp_asked_on_cpu_processes_is_refused_in_one_line(tiny_model_dir, tmp_path):
+    """Without the shim, accelerate would run plain DDP for --fsdp on CPU processes: observe-r1 stops instead."""
+    data = write_dataset(generate_items(8, seed=0), tmp_path / "data")
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "observe_r1.cli", "train",
+           "--config", str(ROOT / "recipes/tiny_cpu.yaml"), "--model_name_or_path", str(tiny_model_dir),
+           "--dataset_path", str(data), "--output_dir", str(tmp_path / "out"), "--fsdp", "full_shard",
+           "--report_to", "none"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and errors[0].startswith("error: asked for FSDP but accelerate runs MULTI_CPU on 2 CPU processes")
+    assert "Fix: FSDP needs GPUs" in errors[0]
+    assert not (tmp_path / "out" / "checkpoint-1").exists()
+
+
+def test_resume_modes(tmp_path):
+    assert resolve_checkpoint(tmp_path, "false") is None
+    with pytest.raises(FileNotFoundError, match="use --resume auto to start fresh"):
+        resolve_checkpoint(tmp_path, True)
+    assert resolve_checkpoint(tmp_path, "auto") is None  # a requeued job killed before its first checkpoint
+    torn = tmp_path / "checkpoint-2"
+    torn.mkdir()
+    assert resolve_checkpoint(tmp_path, "auto") is None and not torn.exists()  # removed: the fresh run rewrites it
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        mark_complete(tmp_path / f"checkpoint-{step}", step)
+    (tmp_path / "checkpoint-6").mkdir()
+    assert (
+        resolve_checkpoint(tmp_path, "auto") == resolve_checkpoint(tmp_path, "true") == str(tmp_path / "checkpoint-4")
+    )
+    with pytest.raises(ConfigError, match="--resume must be true, false or auto"):
+        resume_mode("sometimes")
