@@ -119,6 +119,15 @@ class ObserveR1Config(GRPOConfig):
             "A name matching no module is refused."
         },
     )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Loss-side forwards (old, reference and policy log-probs) without padding: each micro-batch's "
+            "sequences in one row, with their exact M-RoPE positions from the model's rope index "
+            "(docs/padding_free.md). Same log-probs within float rounding; needs a Qwen2.5-VL / Qwen3-VL model. "
+            "On a GPU use attn_implementation flash_attention_2 (sdpa builds an N x N mask over the packed row)."
+        },
+    )
     system_prompt: str = field(
         default=SYSTEM_PROMPT, metadata={"help": "System prompt asking for <observe>, <think> and <answer>."}
     )

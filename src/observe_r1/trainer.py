@@ -25,6 +25,7 @@ from observe_r1.lora import freeze_parts, is_adapter_dir, lora_config, record_ba
 from observe_r1.metrics import OURS, GroupBatch, group_metrics, reward_stat_metrics, sampling_metrics
 from observe_r1.models import image_token_types
 from observe_r1.pace import training_cursor
+from observe_r1.packing import packed_logps_and_entropies
 from observe_r1.rewards import AccuracyReward, FormatReward
 
 
@@ -75,6 +76,9 @@ class ObserveR1Trainer(GRPOTrainer):
         if kwargs.get("mm_token_type_ids") is not None and self._image_pad_token_id is not None:
             image_ids = (self._image_pad_token_id, self._video_pad_token_id)
             kwargs["mm_token_type_ids"] = image_token_types(input_ids, *image_ids)
+        if self.args.padding_free:  # one row per micro-batch, exact M-RoPE positions (observe_r1.packing)
+            return packed_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, *args,
+                                              autocast=self.accelerator.autocast, **kwargs)  # fmt: skip
         return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, *args,
                                                           **kwargs)  # fmt: skip
 
