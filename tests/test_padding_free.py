@@ -79,9 +79,12 @@ def _assert_same(padded, packed, mask):
     assert max((gp[n] - gq[n]).abs().max() for n in gp) < ATOL * scale
 
 
-@pytest.fixture(scope="module")
-def trainer_and_batch(tiny_model_dir, tmp_path_factory):
-    trainer, processor = _trainer(tiny_model_dir, tmp_path_factory.mktemp("pf"))
+@pytest.fixture(scope="module", params=["qwen2.5-vl", "qwen3-vl"])
+def trainer_and_batch(request, tmp_path_factory):
+    """A trainer on each family's tiny model (Qwen3-VL: deepstack features enter the first layers at the image
+    tokens of the packed row) and a padded batch of 4 rows."""
+    model_dir = request.getfixturevalue("tiny_model_dir" if request.param == "qwen2.5-vl" else "tiny_qwen3_dir")
+    trainer, processor = _trainer(model_dir, tmp_path_factory.mktemp("pf"))
     return trainer, processor, _batch(processor)
 
 
