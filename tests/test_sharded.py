@@ -22,8 +22,8 @@ from observe_r1.checkpoints import COMPLETE_MARKER, mark_complete
 from observe_r1.config import ConfigError
 from observe_r1.models import load_policy
 from observe_r1.synth import generate_items, write_dataset
-from observe_r1.train import resolve_checkpoint, resume_mode
-from tests.helpers import run_two_processes
+from observe_r1.train import build_trainer, resolve_checkpoint, resume_mode
+from tests.helpers import run_two_processes, synth_dataset, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -75,32 +75,39 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
+FSDP_RECIPE = ROOT / "recipes" / "accelerate" / "fsdp.yaml"
+
+
+def _accelerate(*args):
+    """``accelerate launch`` with the documented FSDP2 config, on 2 CPU processes in fp32."""
+    return [str(BIN / "accelerate"), "launch", "--config_file", str(FSDP_RECIPE), "--num_processes", "2",
+            "--mixed_precision", "no", "--main_process_port", "0", *map(str, args)]  # fmt: skip
+
+
 def _train(model_dir, data, out, *extra):
-    return [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(SHIM), "train",
-            "--config", str(ROOT / "recipes/tiny_cpu.yaml"), "--model_name_or_path", str(model_dir),
-            "--dataset_path", str(data), "--output_dir", str(out), "--max_steps", "8", "--save_steps", "2",
-            "--max_completion_length", "16", "--per_device_train_batch_size", "4", "--report_to", "none",
-            "--dynamic-sampling", "true", "--max-generation-rounds", "2", "--curriculum", "paced",
-            "--pace-window", "1", "--pace-threshold", "0", *extra]  # fmt: skip
+    return ["train", "--config", ROOT / "recipes/tiny_cpu.yaml", "--model_name_or_path", model_dir,
+            "--dataset_path", data, "--output_dir", out, "--max_completion_length", "16",
+            "--per_device_train_batch_size", "4", "--report_to", "none", *extra]  # fmt: skip
 
 
 @pytest.mark.timeout(600)
 @pytest.mark.slow
-def test_fsdp2_sharded_checkpoints_kill_9_resume_auto_and_eval(tiny_model_dir, tmp_path):
-    """The CLI under FSDP2 with sharded (DCP) checkpoints, dynamic sampling and the paced ladder: killed after
-    checkpoint-4, requeued with the same command (``--resume auto``), it ends where the uninterrupted run ends."""
+def test_fsdp2_recipe_kill_9_resume_auto_and_eval(tiny_model_dir, tmp_path):
+    """The CLI under the documented FSDP2 config (sharded DCP checkpoints) with dynamic sampling and the paced
+    ladder: killed -9 after checkpoint-4 and requeued with the same command (``--resume auto``), it ends where the
+    uninterrupted run ends, bit for bit; its final/ is one loadable model that ``eval`` runs on."""
     items = generate_items(40, seed=3)
     for i, item in enumerate(items):
         item["stretch_level"] = i // 5
     data = write_dataset(items, tmp_path / "data")
-    (tmp_path / "sharded.json").write_text(json.dumps({"fsdp_version": 2, "state_dict_type": "SHARDED_STATE_DICT"}))
-    sharded = ["--fsdp", "full_shard", "--fsdp_config", str(tmp_path / "sharded.json"), "--resume", "auto"]
+    extra = ["--max_steps", "8", "--save_steps", "2", "--dynamic-sampling", "true", "--max-generation-rounds", "2",
+             "--curriculum", "paced", "--pace-window", "1", "--pace-threshold", "0", "--resume", "auto"]  # fmt: skip
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    subprocess.run(_train(tiny_model_dir, data, straight, *sharded), check=True, capture_output=True, env=env,
-                   timeout=300)  # fmt: skip
-    proc = subprocess.Popen(_train(tiny_model_dir, data, crashed, *sharded), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    subprocess.run(_accelerate(SHIM, *_train(tiny_model_dir, data, straight, *extra)), check=True,
+                   capture_output=True, env=env, timeout=300)  # fmt: skip
+    proc = subprocess.Popen(_accelerate(SHIM, *_train(tiny_model_dir, data, crashed, *extra)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
     deadline = time.time() + 240
     while proc.poll() is None and time.time() < deadline:
         if (crashed / "checkpoint-4" / COMPLETE_MARKER).is_file():
@@ -111,8 +118,8 @@ def test_fsdp2_sharded_checkpoints_kill_9_resume_auto_and_eval(tiny_model_dir, t
     assert not (crashed / "final").exists()
     assert (crashed / "checkpoint-4" / "pytorch_model_fsdp_0").is_dir()  # mid-run checkpoints stay sharded
     assert not list((crashed / "checkpoint-4").glob("*.safetensors"))
-    resumed = subprocess.run(_train(tiny_model_dir, data, crashed, *sharded), capture_output=True, text=True,
-                             env=env, timeout=300)  # fmt: skip
+    resumed = subprocess.run(_accelerate(SHIM, *_train(tiny_model_dir, data, crashed, *extra)), capture_output=True,
+                             text=True, env=env, timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     def consumed(out):
@@ -120,10 +127,9 @@ def test_fsdp2_sharded_checkpoints_kill_9_resume_auto_and_eval(tiny_model_dir, t
 
     assert consumed(crashed) == consumed(straight) and len(consumed(straight)) == 8
     assert sum(len(row["skipped"]) for row in consumed(straight)) > 0  # the pace really skipped
-    final, expected = (
-        load_file(crashed / "final" / "model.safetensors"),
-        load_file(straight / "final" / "model.safetensors"),
-    )
+    assert sum(len(row["dropped"]) for row in consumed(straight)) > 0  # dynamic sampling really dropped
+    final = load_file(crashed / "final" / "model.safetensors")
+    expected = load_file(straight / "final" / "model.safetensors")
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
     result = subprocess.run([str(BIN / "observe-r1"), "eval", "--model", str(crashed / "final"), "--benchmark",
                              str(data), "--out", str(tmp_path / "eval"), "--limit", "4", "--max-new-tokens", "8"],
@@ -133,20 +139,26 @@ def test_fsdp2_sharded_checkpoints_kill_9_resume_auto_and_eval(tiny_model_dir, t
 
 
 @pytest.mark.slow
-def test_fsdp_asked_on_cpu_processes_is_refused_in_one_line(tiny_model_dir, tmp_path):
-    """Without the shim, accelerate would run plain DDP for --fsdp on CPU processes: observe-r1 stops instead."""
+def test_fsdp_recipe_on_cpu_processes_is_refused_in_one_line(tiny_model_dir, tmp_path):
+    """Without the shim, accelerate runs the FSDP config as plain DDP on CPU processes: observe-r1 stops instead."""
     data = write_dataset(generate_items(8, seed=0), tmp_path / "data")
-    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "observe_r1.cli", "train",
-           "--config", str(ROOT / "recipes/tiny_cpu.yaml"), "--model_name_or_path", str(tiny_model_dir),
-           "--dataset_path", str(data), "--output_dir", str(tmp_path / "out"), "--fsdp", "full_shard",
-           "--report_to", "none"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    cmd = _accelerate("-m", "observe_r1.cli", *_train(tiny_model_dir, data, tmp_path / "out"))
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=300)  # fmt: skip
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors and errors[0].startswith("error: asked for FSDP but accelerate runs MULTI_CPU on 2 CPU processes")
     assert "Fix: FSDP needs GPUs" in errors[0]
     assert not (tmp_path / "out" / "checkpoint-1").exists()
+
+
+def test_fsdp_asked_and_not_running_is_refused(tiny_model_dir, tmp_path, monkeypatch):
+    """One process with an accelerate FSDP request (its environment) runs unsharded: refused before training."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    model, processor = load_policy(tiny_model_dir)
+    _, dataset = synth_dataset(tmp_path, n=4)
+    with pytest.raises(ConfigError, match=r"asked for FSDP but accelerate runs NO on 1 CPU processes"):
+        build_trainer(model, processor, dataset, tiny_config(tmp_path / "out"))
 
 
 def test_resume_modes(tmp_path):

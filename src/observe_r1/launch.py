@@ -25,8 +25,10 @@ def check_launch(config, environ=None) -> None:
     environ = os.environ if environ is None else environ
     launched = int(environ.get("WORLD_SIZE", "1"))
     if launched > 1 and config.world_size != launched:
+        asked = requested_engine(config, environ)
         raise ConfigError(
-            f"launched as {launched} processes (WORLD_SIZE) but the trainer sees {config.world_size} "
+            (f"asked for {asked}: " if asked else "")
+            + f"launched as {launched} processes (WORLD_SIZE) but the trainer sees {config.world_size} "
             f"(parallel mode {config.parallel_mode.value}): each process would train alone into "
             f"{config.output_dir}. Use torchrun or accelerate with a config that matches the machine "
             "(FSDP and DeepSpeed need GPUs; on CPU use --use-cpu true with DDP)"
