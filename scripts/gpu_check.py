@@ -1,8 +1,9 @@
-"""The first-GPU check: Observe-R1 at the published Qwen2.5-VL shapes, measured the way peers report.
+"""The first-GPU check: Observe-R1 at the published Qwen2.5-VL / Qwen3-VL shapes, measured the way peers report.
 
     python scripts/gpu_check.py --shape 3b --out $OUT/gpu-check                    # one GPU, bf16 (docs/gpu.md)
     python scripts/gpu_check.py --shape 3b --device cpu --layers 1 --vision-layers 1 \
         --max-pixels 200704 --new-tokens 16 --out /tmp/gpu-check                   # the same code on a CPU
+    python scripts/gpu_check.py --shape qwen3-vl-4b --out $OUT/gpu-check-qwen3     # Qwen3-VL (also -2b, -8b)
 
 Everything comes from local files: the model is built here with random weights and the published architecture
 (``observe_r1.models.shaped_config``; ``--layers`` truncates it), the data is MATH-V's published rows with their
@@ -47,13 +48,19 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-# Per-device settings of recipes/observe_r1_qwen2_5_vl_{3b,7b}.yaml (a test keeps them equal): completions per
+# Per-device settings of the recipes (a test keeps them equal): completions per
 # micro-step; every GPU generates 16 prompts × 8 per generation (128 × 8 over 8 GPUs). A "step" below is one
-# generation and all its micro-steps.
+# generation and all its micro-steps. Qwen3-VL's pixel budget keeps the Qwen2.5 recipes' image-token budget
+# (2,560,000 px / 28² ≈ 3,265 tokens) in its 32-px units: 3,265 × 32² = 3,343,360 px. 2B and 8B have no recipe:
+# the 4B's and the 7B's micro-batches.
 RECIPES = {
-    "3b": {"size": "qwen2.5-vl-3b", "micro_batch": 8},
-    "7b": {"size": "qwen2.5-vl-7b", "micro_batch": 4},
+    "3b": {"size": "qwen2.5-vl-3b", "micro_batch": 8, "recipe": "observe_r1_qwen2_5_vl_3b.yaml"},
+    "7b": {"size": "qwen2.5-vl-7b", "micro_batch": 4, "recipe": "observe_r1_qwen2_5_vl_7b.yaml"},
+    "qwen3-vl-2b": {"size": "qwen3-vl-2b", "micro_batch": 8, "recipe": None},
+    "qwen3-vl-4b": {"size": "qwen3-vl-4b", "micro_batch": 8, "recipe": "observe_r1_qwen3_vl_4b.yaml"},
+    "qwen3-vl-8b": {"size": "qwen3-vl-8b", "micro_batch": 4, "recipe": None},
 }
+MAX_PIXELS = {"qwen2.5-vl": 2_560_000, "qwen3-vl": 3_343_360}
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "H800": 989.4, "A100": 312.0, "A800": 312.0, "L40S": 362.1}
 
 
@@ -358,7 +365,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--layers", type=int, default=None, help="Truncate the language model (default: full).")
     parser.add_argument("--vision-layers", type=int, default=None, help="Truncate the vision tower (default: full).")
-    parser.add_argument("--max-pixels", type=int, default=2_560_000, help="The recipe's image budget.")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="Image budget (default: the recipe's, 2,560,000; Qwen3-VL 3,343,360).",
+    )
     parser.add_argument("--new-tokens", type=int, default=256, help="Generated tokens per completion (all of them).")
     parser.add_argument("--steps", type=int, default=None, help="Generation steps measured (default: 1).")
     parser.add_argument(
@@ -404,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.engine_sequences = args.engine_sequences or ([2] if on_cpu else [32, 128])
     args.sweep = ([] if on_cpu else [8, 16, 32]) if args.sweep is None else args.sweep
     from observe_r1.data import load_grpo_dataset, load_items, with_images
-    from observe_r1.models import SHAPES, build_policy, count_parameters, num_parameters, shaped_config
+    from observe_r1.models import SHAPES, build_policy, count_parameters, num_parameters, resolve_size, shaped_config
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -413,8 +425,11 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     size = RECIPES[args.shape]["size"]
+    family = resolve_size(size)
+    args.max_pixels = args.max_pixels or MAX_PIXELS[family.name]
     model, processor = build_policy(size, layers=args.layers, vision_layers=args.vision_layers, device=device)
-    processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": args.max_pixels}
+    min_pixels = 4 * family.pixel_unit**2  # 2 × 2 image tokens, as the recipes' min_pixels
+    processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": args.max_pixels}
     records = [with_images(item) for item in load_items(args.data)[0][: max(args.rating_items, args.eval_items)]]
     result = {"size": size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "layers": args.layers or SHAPES[size].text_layers,

@@ -65,7 +65,25 @@ RECIPES = {  # what each recipe must set (after its `extends:` chain), beyond pa
                                            "generation_batch_size": 1024, "use_peft": True, "lora_r": 64,
                                            "lora_target_modules": None, "gradient_checkpointing": True,
                                            "output_dir": "runs/observe-r1-7b-lora-1gpu"},
+    "observe_r1_qwen3_vl_4b": {"learning_rate": 1e-6, "beta": 0.01, "per_device_train_batch_size": 8,
+                               "gradient_accumulation_steps": 8, "steps_per_generation": 16, "use_peft": False,
+                               "curriculum": "ordered", "output_dir": "runs/observe-r1-qwen3-vl-4b"},
+    "observe_r1_qwen3_vl_8b_lora_1gpu": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 128,
+                                         "generation_batch_size": 1024, "use_peft": True, "lora_r": 64,
+                                         "lora_target_modules": None, "freeze_merger": False},
 }  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", ["observe_r1_qwen3_vl_4b", "observe_r1_qwen3_vl_8b_lora_1gpu"])
+def test_qwen3_recipes_keep_the_papers_image_token_budget_in_32_px_units(recipe):
+    script, _ = parse_train_args(["--config", f"recipes/{recipe}.yaml", "--use_cpu", "true", "--bf16", "false",
+                                  "--use_vllm", "false"])  # fmt: skip
+    paper, _ = parse_train_args(["--config", "recipes/observe_r1_qwen2_5_vl_3b.yaml", "--use_cpu", "true", "--bf16",
+                                 "false", "--use_vllm", "false"])  # fmt: skip
+    assert script.model_name_or_path.startswith("Qwen/Qwen3-VL-")
+    assert script.min_pixels % 32**2 == 0 and script.max_pixels % 32**2 == 0  # whole tokens of 32 x 32 px
+    assert script.min_pixels // 32**2 == paper.min_pixels // 28**2 == 4  # 2 x 2 tokens
+    assert script.max_pixels // 32**2 == int(paper.max_pixels / 28**2) == 3265  # 2,560,000 / 28² = 3,265.3
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))

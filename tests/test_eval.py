@@ -148,3 +148,28 @@ def test_compare_keeps_runs_whose_folders_share_a_name(tmp_path, image_file):
     assert "| before/greedy | 0.000 |" in table and "| after/greedy | 1.000 |" in table
     compare([tmp_path / "before" / "greedy", tmp_path / "after" / "greedy"], tmp_path / "cmp2", ["before", "after"])
     assert "| after | 1.000 |" in (tmp_path / "cmp2" / "compare.md").read_text()
+
+
+def test_qwen3_eval_on_math_v_with_official_figures_equals_scoring_its_responses(tiny_qwen3_dir, tmp_path):
+    """The tiny Qwen3-VL evaluated on published MATH-V rows (their images, the official rule), then its own responses
+    scored again with ``--responses`` (no model): the same verdicts and figures."""
+    from tests.helpers import benchmark_file
+
+    bench = benchmark_file("mathvision/data/test.jsonl")
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", "--model", str(tiny_qwen3_dir), "--benchmark", str(bench), "--out",
+                                 str(tmp_path / "gen"), "--limit", "4", "--max-new-tokens", "8"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    generated = json.loads((tmp_path / "gen" / "results.json").read_text())
+    predictions = read_jsonl(tmp_path / "gen" / "predictions.jsonl")
+    assert generated["n_items"] == 4 and generated["official"]["benchmark"] == "mathvision"
+    assert all(p["response"] for p in predictions)  # the model saw the image and the question, and answered
+    write_jsonl(tmp_path / "responses.jsonl", [{"id": p["id"], "response": p["response"]} for p in predictions])
+    result = runner.invoke(app, ["eval", "--benchmark", str(bench), "--responses", str(tmp_path / "responses.jsonl"),
+                                 "--out", str(tmp_path / "scored"), "--limit", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "scored" / "results.json").read_text())
+    assert [(p["id"], p["correct"]) for p in read_jsonl(tmp_path / "scored" / "predictions.jsonl")] == [
+        (p["id"], p["correct"]) for p in predictions
+    ]
+    assert scored["official"] == generated["official"] and scored["accuracy"] == generated["accuracy"]

@@ -22,8 +22,8 @@ def _records(n: int) -> list[dict]:
     return out
 
 
-def test_static_cache_gives_the_dynamic_caches_greedy_tokens(tiny_model_dir):
-    model, processor = load_policy(tiny_model_dir)
+def test_static_cache_gives_the_dynamic_caches_greedy_tokens(family_model_dir):
+    model, processor = load_policy(family_model_dir)
     records = _records(8)
     dynamic = HFGenerator(model, processor, batch_size=4, max_new_tokens=16).generate(records)
     static = HFGenerator(model, processor, batch_size=4, max_new_tokens=16, decoding=Decoding("static", False))

@@ -43,8 +43,8 @@ def test_image_token_types_marks_exactly_the_pad_tokens():
     assert image_token_types(ids, 9, video_pad_id=7)[1, -1] == 2
 
 
-def test_training_on_real_images_at_recipe_pixels_keeps_image_positions(tiny_model_dir, tmp_path):
-    model, processor = load_policy(tiny_model_dir)
+def test_training_on_real_images_at_recipe_pixels_keeps_image_positions(family_model_dir, tmp_path):
+    model, processor = load_policy(family_model_dir)
     processor.tokenizer.padding_side = "right"  # the side that broke TRL; the trainer must not depend on it
     _processor_at(processor, RECIPE_MAX_PIXELS)
     dataset = mathvision_dataset(n=16)
@@ -61,10 +61,11 @@ def test_training_on_real_images_at_recipe_pixels_keeps_image_positions(tiny_mod
     assert any(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters() if "visual" in n)
 
 
-def test_plain_trl_misaligns_the_same_batches(tiny_model_dir, tmp_path):
+def test_plain_trl_misaligns_the_same_batches(family_model_dir, tmp_path):
     """The check above can fail: unpatched TRL 1.16 with a right-padding tokenizer shifts image marks (kept at
-    50,176 pixels, where it runs instead of crashing). If this starts failing, TRL fixed #5785: re-check."""
-    model, processor = load_policy(tiny_model_dir)
+    50,176 pixels, where it runs instead of crashing), on either family. If this starts failing, TRL fixed #5785:
+    re-check."""
+    model, processor = load_policy(family_model_dir)
     processor.tokenizer.padding_side = "right"
     _processor_at(processor, 50_176)
     check = ImagePositionCheck(model, processor)

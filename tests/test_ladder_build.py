@@ -111,6 +111,26 @@ def test_rating_resumes_without_rerating(tmp_path):
     assert first == 3 and again.calls == 0  # 70 items in chunks of 32; nothing re-rated
 
 
+def test_real_qwen3_build_rates_every_item_with_the_easy_filter(tiny_qwen3_dir, tmp_path):
+    """``ladder build`` with the tiny Qwen3-VL as the rating model (easy filter on), in process: every item is
+    answered once and rated k times from its image, and the ladder holds the rated items in order."""
+    from typer.testing import CliRunner
+
+    from observe_r1.cli import app
+
+    data = write_dataset(generate_items(12, seed=4), tmp_path / "data")
+    args = ["ladder", "build", "--source", str(data), "--model", str(tiny_qwen3_dir), "--k", "2", "--out",
+            str(tmp_path / "lad"), "--max-new-tokens", "8"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rated = read_jsonl(tmp_path / "lad" / "rating.jsonl")
+    ladder = read_jsonl(tmp_path / "lad" / "ladder.jsonl")
+    assert 0 < len(rated) <= 12 and all(len(r["lengths"]) == 2 for r in rated)
+    assert 0 < len(ladder) <= len(rated) and all(0 <= r["difficulty"] <= 1 for r in ladder)
+    keys = [(r["difficulty"], r["complexity"]) for r in ladder]
+    assert keys == sorted(keys)  # easy -> hard, then short -> long (METHOD.md §2.4)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_real_tiny_build_killed_and_resumed_equals_uninterrupted(tiny_model_dir, tmp_path):

@@ -50,18 +50,26 @@ def _moved(initial: dict, model) -> set[str]:
     return {n for n, p in model.named_parameters() if not torch.equal(initial[n], p.detach())}
 
 
+# The projectors, by name: the merger, and Qwen3-VL's deepstack mergers (docs/lora.md: they map vision features into
+# the language model's first layers, so they freeze with the merger, not with the tower).
+PROJECTORS = (".visual.merger.", ".visual.deepstack_merger_list.")
+
+
 @pytest.mark.parametrize("merger", [False, True], ids=["tower", "tower_and_merger"])
-def test_frozen_vision_tower_is_bit_identical_and_the_language_model_moves(tiny_model_dir, tmp_path, merger):
+def test_frozen_vision_tower_is_bit_identical_and_the_language_model_moves(family_model_dir, tmp_path, merger):
     # gradient checkpointing (the recipes' setting) with the projector frozen too: nothing before the language
     # model then needs a gradient
-    trainer, _, initial = _trainer(tiny_model_dir, tmp_path, freeze_vision_tower=True, freeze_merger=merger,
+    trainer, _, initial = _trainer(family_model_dir, tmp_path, freeze_vision_tower=True, freeze_merger=merger,
                                    gradient_checkpointing=merger)  # fmt: skip
     trainer.train()
     moved = _moved(initial, trainer.model)
-    tower = {n for n in initial if ".visual." in n and ".merger." not in n}
-    projector = {n for n in initial if ".visual.merger." in n}
+    projector = {n for n in initial if any(p in n for p in PROJECTORS)}
+    tower = {n for n in initial if ".visual." in n} - projector
     language = set(initial) - tower - projector
     assert any("patch_embed" in n for n in tower) and any(".blocks." in n for n in tower)
+    qwen3 = trainer.model.config.model_type == "qwen3_vl"
+    assert any(".deepstack_merger_list." in n for n in projector) == qwen3
+    assert any(".pos_embed." in n for n in tower) == qwen3  # Qwen3-VL's learned position grid is the tower's
     assert not moved & tower  # every vision parameter bit-identical
     assert (moved & projector == set()) if merger else (moved & projector == projector)
     assert moved & language == language
@@ -71,8 +79,8 @@ def test_frozen_vision_tower_is_bit_identical_and_the_language_model_moves(tiny_
     assert optimized and not {id(p) for p in optimized} & frozen_ids
 
 
-def test_lora_moves_only_the_adapters(tiny_model_dir, tmp_path):
-    trainer, loaded, initial = _trainer(tiny_model_dir, tmp_path, use_peft=True, lora_r=4, max_steps=4)
+def test_lora_moves_only_the_adapters(family_model_dir, tmp_path):
+    trainer, loaded, initial = _trainer(family_model_dir, tmp_path, use_peft=True, lora_r=4, max_steps=4)
     trainer.train()
     after = dict(trainer.model.named_parameters())
     adapters = {n for n in after if ".lora_" in n}
@@ -103,6 +111,24 @@ def test_lora_targets_in_the_vision_tower_only_when_named(tiny_model_dir, tmp_pa
                  lora_target_modules=["q_proj", "visual.qkv"])  # fmt: skip
 
 
+def test_qwen3_lora_vision_targets_by_name_and_other_families_names_refused(tiny_qwen3_dir, tmp_path):
+    targets = ["q_proj", "visual.linear_fc1"]  # Qwen3-VL's vision MLP (blocks, merger and deepstack mergers)
+    trainer, _, _ = _trainer(tiny_qwen3_dir, tmp_path, use_peft=True, lora_target_modules=targets)
+    adapted = {base_name(n.split(".lora_")[0]) for n, _ in trainer.model.named_parameters() if ".lora_" in n}
+    parts = ("blocks.0.mlp", "blocks.1.mlp", "merger", "deepstack_merger_list.0")
+    fc1 = {f"model.visual.{n}.linear_fc1" for n in parts}
+    assert {n for n in adapted if n.endswith("linear_fc1")} == fc1
+    assert {n for n in adapted if n.endswith("q_proj")} == {f"model.language_model.layers.{i}.self_attn.q_proj"
+                                                            for i in range(2)}  # fmt: skip
+    # Qwen2.5-VL's vision MLP name matches nothing here: refused, not silently a language-model-only adapter
+    wrong = ["q_proj", "visual.gate_proj"]
+    with pytest.raises(ValueError, match=r"\['visual.gate_proj'\] match no module of this qwen3-vl model.*linear_fc1"):
+        _trainer(tiny_qwen3_dir, tmp_path, out="wrong", use_peft=True, lora_target_modules=wrong)
+    with pytest.raises(ValueError, match="freezes"):  # a deepstack merger adapter with the projectors frozen
+        _trainer(tiny_qwen3_dir, tmp_path, out="contradiction", use_peft=True, freeze_merger=True,
+                 lora_target_modules=["q_proj", "visual.deepstack_merger_list.0.linear_fc2"])  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_lora_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir, tmp_path):
@@ -126,8 +152,8 @@ def test_lora_resume_after_kill_neither_skips_nor_repeats_prompts(tiny_model_dir
     assert is_adapter_dir(crashed / "final") and Path(adapter_base(crashed / "final")) == Path(tiny_model_dir)
 
 
-def test_eval_on_the_adapter_folder_equals_eval_on_the_merged_model(tiny_model_dir, tmp_path):
-    trainer, loaded, _ = _trainer(tiny_model_dir, tmp_path, use_peft=True, lora_r=4, max_steps=3)
+def test_eval_on_the_adapter_folder_equals_eval_on_the_merged_model(family_model_dir, tmp_path):
+    trainer, loaded, _ = _trainer(family_model_dir, tmp_path, use_peft=True, lora_r=4, max_steps=3)
     trainer.train()
     final = save_final(trainer, trainer.processing_class, merge=True)
     merged = tmp_path / "out" / "merged"
@@ -139,7 +165,7 @@ def test_eval_on_the_adapter_folder_equals_eval_on_the_merged_model(tiny_model_d
     assert not torch.equal(dict(merged_model.named_parameters())[q_proj], loaded[q_proj])
     benchmark = write_dataset(generate_items(8, seed=3), tmp_path / "bench")
     predictions = {}
-    for name, model in [("adapter", final), ("merged", merged), ("base", tiny_model_dir)]:
+    for name, model in [("adapter", final), ("merged", merged), ("base", family_model_dir)]:
         generator = make_generator(str(model), batch_size=8, max_new_tokens=16)
         evaluate(generator, benchmark, tmp_path / f"eval-{name}", batch_size=8)
         predictions[name] = [row["response"] for row in read_jsonl(tmp_path / f"eval-{name}" / "predictions.jsonl")]

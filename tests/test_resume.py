@@ -40,6 +40,20 @@ def _trainer(model_dir, tmp_path, out, callbacks=(), **overrides):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_resume_restores_every_weight_bit_for_bit(tiny_model_dir, tmp_path, mode):
+    _resume_bit_for_bit(tiny_model_dir, tmp_path, mode)
+
+
+@pytest.mark.parametrize("mode", ["full", "frozen_tower_and_merger", "lora"])
+def test_qwen3_resume_restores_every_weight_bit_for_bit(tiny_qwen3_dir, tmp_path, mode):
+    """Qwen3-VL checkpoints keep the in-memory key layout (``model.visual.*``, no renaming): restored all the same,
+    deepstack mergers included."""
+    _resume_bit_for_bit(tiny_qwen3_dir, tmp_path, mode)
+    if mode == "full":
+        keys = load_file(tmp_path / "resumed" / "checkpoint-2" / "model.safetensors").keys()
+        assert any(k.startswith("model.visual.deepstack_merger_list.") for k in keys)
+
+
+def _resume_bit_for_bit(tiny_model_dir, tmp_path, mode):
     settings = dict(max_steps=4, save_strategy="steps", save_steps=2, **MODES[mode])
     at_two = StopAt(snapshot_at=2)
     straight = _trainer(tiny_model_dir, tmp_path, "straight", callbacks=[at_two], **settings)

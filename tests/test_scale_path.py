@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from observe_r1.cli import app
 from observe_r1.config import ConfigError, ObserveR1Config
+from observe_r1.families import family_of
 from observe_r1.launch import check_launch
 from observe_r1.models import SHAPES, count_parameters, shaped_config
 from observe_r1.train import accepted_flags, load_recipe, parse_train_args, train_help
@@ -34,7 +35,35 @@ def test_shape_true_configs_have_the_published_numbers():
     assert list(shaped_config("qwen2.5-vl-3b", vision_layers=1).vision_config.fullatt_block_indexes) == [0]
     with pytest.raises(ValueError, match="layers must be in 1..36"):
         shaped_config("qwen2.5-vl-3b", layers=40)
-    assert set(SHAPES) == {"qwen2.5-vl-3b", "qwen2.5-vl-7b"}
+    assert set(SHAPES) == {"qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen3-vl-2b", "qwen3-vl-4b", "qwen3-vl-8b"}
+
+
+@pytest.mark.parametrize(
+    ("shape", "count", "text", "vision", "deepstack", "tied"),
+    [  # (hidden, intermediate, layers, heads, kv heads), (depth, hidden, intermediate)
+        ("qwen3-vl-2b", 2_127_532_032, (2048, 6144, 28, 16, 8), (24, 1024, 4096), [5, 11, 17], True),
+        ("qwen3-vl-4b", 4_437_815_808, (2560, 9728, 36, 32, 8), (24, 1024, 4096), [5, 11, 17], True),
+        ("qwen3-vl-8b", 8_767_123_696, (4096, 12288, 36, 32, 8), (27, 1152, 4304), [8, 16, 24], False),
+    ],
+)
+def test_qwen3_shapes_have_the_published_numbers(shape, count, text, vision, deepstack, tied):
+    config = shaped_config(shape)
+    t, v = config.text_config, config.vision_config
+    assert count_parameters(config) == count  # FACTS.md: 2.128 B, 4.438 B, 8.767 B on the meta device
+    heads = (t.num_attention_heads, t.num_key_value_heads)
+    assert (t.hidden_size, t.intermediate_size, t.num_hidden_layers, *heads) == text
+    assert (v.depth, v.hidden_size, v.intermediate_size) == vision and v.out_hidden_size == t.hidden_size
+    assert list(v.deepstack_visual_indexes) == deepstack and config.tie_word_embeddings == tied
+    assert (t.head_dim, t.vocab_size, t.rope_parameters["rope_theta"]) == (128, 151_936, 5_000_000.0)
+    assert list(t.rope_parameters["mrope_section"]) == [24, 20, 20] and (v.patch_size, v.spatial_merge_size) == (16, 2)
+    # truncated: deepstack blocks stay inside the tower, fewer than the language-model layers (merger k feeds the
+    # output of layer k: one after the last layer never reaches a completion token)
+    short = shaped_config(shape, vision_layers=12).vision_config.deepstack_visual_indexes
+    assert list(short) == [i for i in deepstack if i < 12] and len(short) in (1, 2)
+    assert list(shaped_config(shape, vision_layers=1).vision_config.deepstack_visual_indexes) == [0]
+    assert list(shaped_config(shape, layers=3).vision_config.deepstack_visual_indexes) == deepstack[:2]
+    one_layer = shaped_config(shape, layers=1, vision_layers=1)
+    assert list(one_layer.vision_config.deepstack_visual_indexes) == [] and count_parameters(one_layer) < count
 
 
 def test_unknown_flag_names_the_closest_ones():
@@ -81,12 +110,18 @@ def test_gpu_check_uses_the_recipes_per_device_settings():
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
+    checked = []
     for shape, settings in gpu_check.RECIPES.items():
-        recipe = load_recipe(ROOT / "recipes" / f"observe_r1_qwen2_5_vl_{shape}.yaml")
+        if settings["recipe"] is None:  # a shape without a recipe of its own
+            continue
+        checked.append(shape)
+        recipe = load_recipe(ROOT / "recipes" / settings["recipe"])
         assert settings["micro_batch"] == recipe["per_device_train_batch_size"], shape
         # 16 prompts x 8 per GPU per generation: the check's default prompts per generation
         assert recipe["steps_per_generation"] * recipe["per_device_train_batch_size"] == 16 * 8, shape
         assert recipe["num_generations"] == 8, shape
+        assert recipe["max_pixels"] == gpu_check.MAX_PIXELS[family_of(shaped_config(settings["size"])).name], shape
+    assert checked == ["3b", "7b", "qwen3-vl-4b"]
 
 
 @pytest.mark.slow

@@ -210,8 +210,16 @@ def build_policy(
 
 
 def load_processor(model_id_or_path: str | Path, *, trust_remote_code: bool = False, **kwargs):
-    """``AutoProcessor.from_pretrained`` that refuses to silently fall back to a bare tokenizer for a VLM."""
-    processor = AutoProcessor.from_pretrained(str(model_id_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    """``AutoProcessor.from_pretrained`` that refuses to silently fall back to a bare tokenizer for a VLM.
+
+    A published checkpoint names the stock processor, which needs torchvision (for its video processor and its
+    fast image processor): without torchvision, the family's image-only processor is built from the same files."""
+    try:
+        processor = AutoProcessor.from_pretrained(str(model_id_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    except (ImportError, ValueError) as error:
+        if "torchvision" not in str(error).lower():
+            raise
+        processor = _image_only_processor(model_id_or_path, trust_remote_code=trust_remote_code, **kwargs)
     if getattr(processor, "image_processor", None) is None:
         raise RuntimeError(
             f"AutoProcessor returned {type(processor).__name__} without an image processor for {model_id_or_path}: "
@@ -219,6 +227,24 @@ def load_processor(model_id_or_path: str | Path, *, trust_remote_code: bool = Fa
             "image-only processors), and check the transformers version pinned in pyproject.toml."
         )
     return processor
+
+
+def _image_only_processor(model_id_or_path: str | Path, **kwargs):
+    """The family's image-only processor from a checkpoint's preprocessor settings, tokenizer and chat template."""
+    from transformers import AutoTokenizer
+    from transformers.utils import cached_file
+
+    path = str(model_id_or_path)
+    family = family_of(AutoConfig.from_pretrained(path, **kwargs))
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    template = tokenizer.chat_template
+    for name in ("chat_template.jinja", "chat_template.json"):  # where processors keep theirs
+        found = None if template else cached_file(path, name, _raise_exceptions_for_missing_entries=False)
+        if found:
+            text = Path(found).read_text()
+            template = json.loads(text)["chat_template"] if name.endswith(".json") else text
+    return family.processor_class(family.image_processor_class.from_pretrained(path), tokenizer,
+                                  chat_template=template)  # fmt: skip
 
 
 def _check_exists(model_id_or_path: str | Path) -> None:

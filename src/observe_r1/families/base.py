@@ -51,6 +51,7 @@ class Family:
     tiny_config: Callable[..., Any]
     shaped_config: Callable[..., Any]
     image_processor: Callable[[int, int], Any]
+    image_processor_class: type  # the PIL one (no torchvision), which reads a published preprocessor_config.json
     pixel_unit: int  # patch size × merge size: processed image sides are multiples of it
     published_pixels: tuple[int, int]  # (min, max) of the published processor
     tiny_pixels: tuple[int, int]  # (min, max) of the locally built small models

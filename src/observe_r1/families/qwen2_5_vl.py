@@ -143,6 +143,7 @@ FAMILY = Family(
     tiny_config=tiny_config,
     shaped_config=shaped_config,
     image_processor=build_image_processor,
+    image_processor_class=Qwen2VLImageProcessorPil,
     pixel_unit=28,
     published_pixels=(QWEN_MIN_PIXELS, QWEN_MAX_PIXELS),
     tiny_pixels=(56 * 56, 224 * 224),

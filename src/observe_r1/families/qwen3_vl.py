@@ -61,15 +61,16 @@ QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS = 65_536, 16_777_216
 
 def deepstack_indexes(published: tuple[int, ...], depth: int, layers: int) -> list[int]:
     """The deepstack blocks of a tower truncated to ``depth`` blocks under ``layers`` language-model layers: those
-    inside the tower (the last block when none is), at most one per language-model layer (merger k feeds layer k;
-    a merger with no layer to feed would hold parameters that never get a gradient).
+    inside the tower (the last block when none is), and fewer than ``layers`` of them. Merger k adds its features
+    to the output of language-model layer k, so one feeding the last layer's output reaches only the image
+    positions' own logits: never the completion's loss, never a gradient (and an unused parameter under DDP).
 
     >>> deepstack_indexes((5, 11, 17), 24, 28), deepstack_indexes((5, 11, 17), 12, 28)
     ([5, 11, 17], [5, 11])
-    >>> deepstack_indexes((5, 11, 17), 3, 28), deepstack_indexes((5, 11, 17), 24, 1)
-    ([2], [5])
+    >>> deepstack_indexes((5, 11, 17), 3, 28), deepstack_indexes((5, 11, 17), 24, 2), deepstack_indexes((5,), 24, 1)
+    ([2], [5], [])
     """
-    return ([i for i in published if i < depth] or [depth - 1])[:layers]
+    return ([i for i in published if i < depth] or [depth - 1])[: layers - 1]
 
 
 def _text_config(ids: dict, **sizes) -> dict:
@@ -114,8 +115,8 @@ def shaped_config(
 
 
 def tiny_config(spec: TinySize, vocab_size: int, token_ids: dict) -> Qwen3VLConfig:
-    """A small ``Qwen3VLConfig`` of ``spec`` (``families.base.SIZES``): a deepstack merger on every vision block,
-    so each one feeds a language-model layer."""
+    """A small ``Qwen3VLConfig`` of ``spec`` (``families.base.SIZES``): deepstack mergers on the first vision
+    blocks, one per language-model layer but the last (the tiny size: one, on block 0)."""
     head_dim = spec.text_hidden // spec.text_heads
     # interleaved M-RoPE over the head_dim/2 rotary frequencies, split as the published [24, 20, 20] of 64
     half = head_dim // 2
@@ -155,6 +156,7 @@ FAMILY = Family(
     tiny_config=tiny_config,
     shaped_config=shaped_config,
     image_processor=build_image_processor,
+    image_processor_class=Qwen2VLImageProcessorPil,
     pixel_unit=32,
     published_pixels=(QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS),
     tiny_pixels=(64 * 64, 256 * 256),
