@@ -18,7 +18,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from observe_r1.checkpoints import COMPLETE_MARKER, mark_complete
+from observe_r1.checkpoints import (
+    COMPLETE_MARKER,
+    CheckpointError,
+    check_fsdp_checkpoint,
+    fsdp_layout,
+    mark_complete,
+    reading_fsdp_layout,
+)
 from observe_r1.config import ConfigError
 from observe_r1.models import load_policy
 from observe_r1.synth import generate_items, write_dataset
@@ -178,3 +185,50 @@ def test_resume_modes(tmp_path):
     )
     with pytest.raises(ConfigError, match="--resume must be true, false or auto"):
         resume_mode("sometimes")
+
+
+def _fsdp_checkpoint(folder: Path, state: dict, sharded: bool) -> Path:
+    """A checkpoint folder holding ``state`` as accelerate writes FSDP weights (DCP shards or one full file)."""
+    folder.mkdir(parents=True)
+    if sharded:
+        import torch.distributed.checkpoint as dcp
+
+        dcp.save({"model": state}, checkpoint_id=str(folder / "pytorch_model_fsdp_0"))
+    else:
+        torch.save(state, folder / "pytorch_model_fsdp.bin")
+    return folder
+
+
+@pytest.mark.parametrize("sharded", [True, False], ids=["sharded", "full"])
+def test_an_fsdp_checkpoint_missing_a_weight_is_refused_before_loading(tiny_model_dir, tmp_path, sharded):
+    model, _ = load_policy(tiny_model_dir)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    check_fsdp_checkpoint(model, _fsdp_checkpoint(tmp_path / "whole", state, sharded))  # complete: accepted
+    assert fsdp_layout(tmp_path / "whole") == ("SHARDED_STATE_DICT" if sharded else "FULL_STATE_DICT")
+    dropped = "model.visual.blocks.1.mlp.up_proj.weight"
+    partial = _fsdp_checkpoint(tmp_path / "partial", {k: v for k, v in state.items() if k != dropped}, sharded)
+    with pytest.raises(CheckpointError, match=rf"1 trained weights are not in it \['{dropped}'\]"):
+        check_fsdp_checkpoint(model, partial)
+    extra = _fsdp_checkpoint(tmp_path / "extra", {**state, "model.visual.blocks.9.bias": torch.zeros(1)}, sharded)
+    with pytest.raises(CheckpointError, match=r"1 of its tensors have no weight \['model.visual.blocks.9.bias'\]"):
+        check_fsdp_checkpoint(model, extra)
+    for p in model.model.visual.parameters():  # a frozen weight may be absent (LoRA and frozen-tower checkpoints)
+        p.requires_grad_(False)
+    check_fsdp_checkpoint(model, partial)
+
+
+def test_resume_reads_the_fsdp_layout_the_checkpoint_was_written_in(tmp_path):
+    from types import SimpleNamespace
+
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="FULL_STATE_DICT")
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin))
+    folder = _fsdp_checkpoint(tmp_path / "checkpoint-2", {"w": torch.zeros(2)}, sharded=True)
+    config = plugin.state_dict_config
+    with reading_fsdp_layout(accelerator, folder):
+        assert str(plugin.state_dict_type).endswith("SHARDED_STATE_DICT")
+        assert type(plugin.state_dict_config).__name__ == "ShardedStateDictConfig"
+    assert str(plugin.state_dict_type).endswith("FULL_STATE_DICT") and plugin.state_dict_config is config
+    with reading_fsdp_layout(SimpleNamespace(state=SimpleNamespace(fsdp_plugin=None)), folder):
+        pass  # without FSDP: nothing to switch
