@@ -79,9 +79,9 @@ def test_plain_trl_misaligns_the_same_batches(family_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_real_images_aligned_on_every_forward(tiny_model_dir, tmp_path):
+def test_two_processes_real_images_aligned_on_every_forward(family_model_dir, tmp_path):
     benchmark_file("mathvision/data/test.jsonl")
-    ranks = run_two_processes("image_positions.py", tiny_model_dir, tmp_path, ranks_dir=tmp_path)
+    ranks = run_two_processes("image_positions.py", family_model_dir, tmp_path, ranks_dir=tmp_path)
     for rank in ranks:
         assert rank["world"] == 2 and rank["grad_forwards"] >= 2
         assert sum(rank["misaligned"]) == 0, rank["misaligned"]
@@ -89,10 +89,10 @@ def test_two_processes_real_images_aligned_on_every_forward(tiny_model_dir, tmp_
     assert ranks[0]["ids"][-1] == ranks[1]["ids"][0]  # a group split across the two processes
 
 
-def test_dynamic_sampling_regroups_real_images_of_different_sizes(tiny_model_dir, tmp_path):
+def test_dynamic_sampling_regroups_real_images_of_different_sizes(family_model_dir, tmp_path):
     """Rows of two generation rounds (different prompt lengths, different image sizes) merged into one batch: every
     forward keeps its image marks, and each trained row carries its own prompt's image patches."""
-    model, processor = load_policy(tiny_model_dir)
+    model, processor = load_policy(family_model_dir)
     processor.tokenizer.padding_side = "right"
     _processor_at(processor, RECIPE_MAX_PIXELS)
     dataset = mathvision_dataset(n=16)
