@@ -194,7 +194,7 @@ def split_rows(output: dict) -> list[dict]:
     if unsupported:
         raise NotImplementedError(
             f"dynamic_sampling cannot regroup the generation outputs {sorted(unsupported)} of this model; it "
-            "supports text-only models and image_grid_thw models (Qwen2-VL, Qwen2.5-VL). Set "
+            "supports text-only models and image_grid_thw models (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). Set "
             "--dynamic_sampling false."
         )
     batch = split_pixel_values_by_grid(output)
