@@ -141,12 +141,12 @@ def test_loader_error_names_missing_path(tmp_path):
         load_policy(missing)
 
 
-def test_loader_refuses_bare_tokenizer(tiny_model_dir, tmp_path, monkeypatch):
+def test_loader_refuses_bare_tokenizer(family_model_dir, tmp_path, monkeypatch):
     import observe_r1.models as models
 
     monkeypatch.setattr(models.AutoProcessor, "from_pretrained", lambda *a, **k: object())
     with pytest.raises(RuntimeError, match="without an image processor"):
-        load_policy(tiny_model_dir)
+        load_policy(family_model_dir)
 
 
 def test_cli_tiny_model(tmp_path):
