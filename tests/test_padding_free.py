@@ -271,3 +271,24 @@ def test_the_trl_internals_the_packed_path_mirrors():
             "mm_token_type_ids"} <= ours & set(trl)  # fmt: skip
     fused = inspect.getsource(utils.add_fused_lm_head)
     assert "hidden_states = backbone_outputs.last_hidden_state[:, :-1]" in fused and "labels = labels[:, 1:]" in fused
+
+
+def test_per_sequence_sdpa_equals_transformers_masked_packed_row(trainer_and_batch):
+    """On sdpa the packed forward attends per sequence (no N x N mask); transformers' own block-diagonal mask on
+    the same packed row gives the same log-probs, and a padded forward after the switch is plain sdpa."""
+    from observe_r1.packing import PER_SEQUENCE_SDPA
+
+    trainer, _, batch = trainer_and_batch
+    per_sequence = _logps(trainer, batch, True)[0]
+    text_config = trainer.model.config.get_text_config()
+    assert text_config._attn_implementation == PER_SEQUENCE_SDPA
+    inputs, _ = _packed_inputs(trainer, batch)
+    mask, keep = batch["attention_mask"], batch["logits_to_keep"]
+    try:
+        text_config._attn_implementation = "sdpa"
+        with torch.no_grad():
+            masked = unpack(trainer.model(**inputs, fused_lm_head=True).log_probs, mask, keep)
+    finally:
+        text_config._attn_implementation = PER_SEQUENCE_SDPA
+    assert (masked - per_sequence).abs().max() < ATOL and masked.abs().sum() > 0
+    assert (_logps(trainer, batch, False)[0] - per_sequence).abs().max() < ATOL  # the padded path, after the switch
