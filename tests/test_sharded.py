@@ -7,6 +7,7 @@ torch's own (``fully_shard``, DTensor parameters, collective state dicts, DCP ch
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,7 +110,7 @@ def test_fsdp2_recipe_kill_9_resume_auto_and_eval(tiny_model_dir, tmp_path):
     data = write_dataset(items, tmp_path / "data")
     extra = ["--max_steps", "8", "--save_steps", "2", "--dynamic-sampling", "true", "--max-generation-rounds", "2",
              "--curriculum", "paced", "--pace-window", "1", "--pace-threshold", "0", "--resume", "auto"]  # fmt: skip
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PARITY_REWARD": "1"}
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     subprocess.run(_accelerate(SHIM, *_train(tiny_model_dir, data, straight, *extra)), check=True,
                    capture_output=True, env=env, timeout=300)  # fmt: skip
@@ -138,6 +139,8 @@ def test_fsdp2_recipe_kill_9_resume_auto_and_eval(tiny_model_dir, tmp_path):
     final = load_file(crashed / "final" / "model.safetensors")
     expected = load_file(straight / "final" / "model.safetensors")
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+    base = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert sum(not torch.equal(expected[k], base[k]) for k in base) == len(base)  # training moved every weight
     result = subprocess.run([str(BIN / "observe-r1"), "eval", "--model", str(crashed / "final"), "--benchmark",
                              str(data), "--out", str(tmp_path / "eval"), "--limit", "4", "--max-new-tokens", "8"],
                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
@@ -166,6 +169,36 @@ def test_fsdp_asked_and_not_running_is_refused(tiny_model_dir, tmp_path, monkeyp
     _, dataset = synth_dataset(tmp_path, n=4)
     with pytest.raises(ConfigError, match=r"asked for FSDP but accelerate runs NO on 1 CPU processes"):
         build_trainer(model, processor, dataset, tiny_config(tmp_path / "out"))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.slow
+def test_deepspeed_zero3_on_cpu_processes_exports_and_resumes_bit_identical(tiny_model_dir, tmp_path):
+    """DeepSpeed runs on CPU processes as it is (its CPU accelerator; no shim): ZeRO-3 shards the weights, so the
+    final export is collective. A run resumed from checkpoint-2 ends bit-identical to the uninterrupted run."""
+    pytest.importorskip("deepspeed")
+    data = write_dataset(generate_items(24, seed=1), tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "PARITY_REWARD": "1"}
+    launch = [str(BIN / "accelerate"), "launch", "--config_file", str(ROOT / "recipes/accelerate/zero3.yaml"),
+              "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "0", str(SHIM)]  # fmt: skip
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    extra = ["--max_steps", "4", "--save_steps", "2"]
+    result = subprocess.run([*launch, *map(str, _train(tiny_model_dir, data, straight, *extra))], capture_output=True,
+                            text=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (straight / "checkpoint-2" / "global_step2").is_dir()  # DeepSpeed's own checkpoint: the engine ran
+    shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns("checkpoint-4", "final"))  # a crash after step 2
+    result = subprocess.run([*launch, *map(str, _train(tiny_model_dir, data, resumed, *extra, "--resume", "true"))],
+                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    base = load_file(Path(tiny_model_dir) / "model.safetensors")
+    final, expected = (
+        load_file(resumed / "final" / "model.safetensors"),
+        load_file(straight / "final" / "model.safetensors"),
+    )
+    assert final.keys() == expected.keys() == base.keys()  # every weight, gathered from both ranks' partitions
+    assert all(torch.equal(final[k], expected[k]) for k in final)
+    assert sum(not torch.equal(expected[k], base[k]) for k in base) == len(base)  # and training moved them all
 
 
 def test_resume_modes(tmp_path):

@@ -1,6 +1,7 @@
 """Run observe-r1's own CLI with accelerate made to shard on CPU processes (tests only; the package never does this).
 
     torchrun --standalone --nproc_per_node 2 tests/dist/shard_on_cpu.py train --config ... --fsdp full_shard
+    PARITY_REWARD=1 accelerate launch ... tests/dist/shard_on_cpu.py train ...   # scripted accuracy (see below)
 
 accelerate turns a launch into FSDP only on accelerators: a CPU multi-process launch given an FSDP plugin is set
 to MULTI_CPU and the plugin dropped, so Trainer runs plain DDP. ``torch.distributed.fsdp.fully_shard`` itself works
@@ -31,8 +32,23 @@ def shard_on_cpu() -> None:
     AcceleratorState.__init__ = init
 
 
+def parity_reward() -> None:
+    """The CLI's accuracy reward replaced by ``tests.helpers.ParityAccuracy`` (odd-length completions are "right"):
+    the tiny untrained model never writes a correct answer, so without it every group has zero advantage and no
+    weight moves, and a resumed run would equal an uninterrupted one trivially."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import observe_r1.trainer
+    from tests.helpers import ParityAccuracy
+
+    observe_r1.trainer.AccuracyReward = lambda *args: ParityAccuracy()
+
+
 if __name__ == "__main__":
+    import os
+
     shard_on_cpu()
+    if os.environ.get("PARITY_REWARD") == "1":
+        parity_reward()
     from observe_r1.cli import main
 
     sys.argv = ["observe-r1", *sys.argv[1:]]
