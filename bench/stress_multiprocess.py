@@ -5,10 +5,10 @@
     PYTHONPATH=SNAPSHOT/src python SNAPSHOT/bench/stress_multiprocess.py   # a copy: edits elsewhere can't break it
 
 Each round runs, under ``torchrun --standalone --nproc_per_node 2`` on CPU (gloo): the 2-process test scripts of
-``tests/dist/`` (group split, dynamic sampling, paced curriculum, image positions, LoRA and frozen tower, resume) and a
-2-process ``observe-r1 train`` on synthetic data. A run fails when torchrun exits non-zero; the failure's return
-code and the last lines of its output are kept. Writes ``stress.json`` (per entry point: runs, failures, seconds)
-and prints a table.
+``tests/dist/`` (group split, dynamic sampling, paced curriculum, image positions, LoRA and frozen tower, resume,
+FSDP2) and a 2-process ``observe-r1 train`` on synthetic data, plain and under FSDP2. A run fails when torchrun
+exits non-zero; the failure's return code and the last lines of its output are kept. Writes ``stress.json`` (per
+entry point: runs, failures, seconds) and prints a table.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def entry_points(model_dir: Path, data: Path, work: Path) -> dict[str, list[str]
         "lora_freeze": [*torchrun, str(dist / "lora_freeze.py"), str(model_dir), str(work)],
         "resume": [*torchrun, str(dist / "resume.py"), str(model_dir), str(work)],
         "cli_train": [*torchrun, "-m", "observe_r1.cli", "train", *cli_args],
+        # FSDP2 on CPU processes through the test-only shim (tests/dist/shard_on_cpu.py)
+        "fsdp": [*torchrun, str(dist / "fsdp.py"), str(model_dir), str(work / "fsdp")],
+        "cli_fsdp": [*torchrun, str(dist / "shard_on_cpu.py"), "train", *cli_args, "--fsdp", "full_shard"],
     }
 
 
