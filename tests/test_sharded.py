@@ -18,6 +18,7 @@ import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from observe_r1.checkpoints import (
     COMPLETE_MARKER,
@@ -27,6 +28,7 @@ from observe_r1.checkpoints import (
     mark_complete,
     reading_fsdp_layout,
 )
+from observe_r1.cli import app
 from observe_r1.config import ConfigError
 from observe_r1.models import load_policy
 from observe_r1.synth import generate_items, write_dataset
@@ -141,10 +143,9 @@ def test_fsdp2_recipe_kill_9_resume_auto_and_eval(tiny_model_dir, tmp_path):
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
     base = load_file(Path(tiny_model_dir) / "model.safetensors")
     assert sum(not torch.equal(expected[k], base[k]) for k in base) == len(base)  # training moved every weight
-    result = subprocess.run([str(BIN / "observe-r1"), "eval", "--model", str(crashed / "final"), "--benchmark",
-                             str(data), "--out", str(tmp_path / "eval"), "--limit", "4", "--max-new-tokens", "8"],
-                            capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = CliRunner().invoke(app, ["eval", "--model", str(crashed / "final"), "--benchmark", str(data), "--out",
+                                      str(tmp_path / "eval"), "--limit", "4", "--max-new-tokens", "8"])  # fmt: skip
+    assert result.exit_code == 0, result.output[-2000:]
     assert len((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()) == 4
 
 
