@@ -42,25 +42,27 @@ FSDP_ATOL = 1e-5  # DDP vs FSDP2 after the same steps: equal up to the order of 
 
 
 @pytest.mark.slow
-def test_fsdp2_trains_resumes_bit_identical_and_exports_whole_models(tiny_model_dir, tmp_path):
-    ranks = run_two_processes("fsdp.py", tiny_model_dir, tmp_path, ranks_dir=tmp_path)
+def test_fsdp2_trains_resumes_bit_identical_and_exports_whole_models(tiny_model_dir, tiny_qwen3_dir, tmp_path):
+    ranks = run_two_processes("fsdp.py", tiny_model_dir, tmp_path, tiny_qwen3_dir, ranks_dir=tmp_path)
     for rank in ranks:
-        for mode in ("full", "frozen_tower", "lora"):
+        for mode in ("full", "frozen_tower", "lora", "qwen3"):
             run = rank[mode]
             assert run["engine"] == run["resumed_engine"] == "FSDP"
             assert run["sharded"] == run["params"]  # every parameter a DTensor ...
-            assert run["local_rows"] == [[16, 3, 2, 14, 14]]  # ... holding half of the (32, 3, 2, 14, 14) patch weight
+            assert all(2 * local >= rows >= local for local, rows in run["rows"])  # ... holding about half its rows
+            assert sum(local for local, _ in run["rows"]) < sum(rows for _, rows in run["rows"])
             assert run["grad_forwards"] >= 4 and run["misaligned"] == 0  # image marks on the image tokens, always
             assert run["moved_by_step_2"] > 0
             assert (
                 run["differ_at_restart"] == [] and run["differ_at_end"] == []
             )  # resumed = uninterrupted, bit for bit
         assert rank["frozen_tower"]["moved_by_step_2"] < rank["full"]["moved_by_step_2"] == 57
+        assert rank["qwen3"]["moved_by_step_2"] == rank["qwen3"]["params"]  # deepstack mergers included
         assert all(".visual.blocks." not in n for n in rank["frozen_tower"]["moved_by_end"])
         assert all("lora_" in n for n in rank["lora"]["moved_by_end"])
         assert rank["ddp"]["engine"] == "MULTI_CPU" and rank["ddp"]["sharded"] == 0
     assert ranks[0]["ddp"]["max_abs_diff_to_fsdp"] <= FSDP_ATOL
-    for mode in ("full", "frozen_tower"):  # final/ is the whole model, gathered from both ranks' shards
+    for mode in ("full", "frozen_tower", "qwen3"):  # final/ is the whole model, gathered from both ranks' shards
         end = torch.load(tmp_path / mode / "end.pt")
         model, _ = load_policy(tmp_path / mode / "straight" / "final")
         loaded = dict(model.named_parameters())

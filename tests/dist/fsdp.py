@@ -1,11 +1,12 @@
-"""Run with 2 processes (torchrun --nproc_per_node 2 tests/dist/fsdp.py TINY_MODEL OUT_DIR).
+"""Run with 2 processes (torchrun --nproc_per_node 2 tests/dist/fsdp.py TINY_MODEL OUT_DIR [TINY_QWEN3_MODEL]).
 
 observe-r1's own training under real FSDP2 on CPU processes (accelerate made to shard by the test-only shim in
 ``shard_on_cpu.py``). Per mode (full fine-tune, frozen vision tower, LoRA): a 4-step run that saves checkpoint-2 and
-exports ``final/`` with ``save_final`` on every rank, then a run resumed from its checkpoint-2. Then the same 4 steps
-under plain DDP. Each rank writes what it saw: whether parameters were sharded, whether every forward's image marks
-sat on the image tokens, whether the resumed weights equal the uninterrupted run's (bit for bit), and how far DDP
-and FSDP2 ended apart. Rank 0 also writes each run's final full weights (``MODE/end.pt``).
+exports ``final/`` with ``save_final`` on every rank, then a run resumed from its checkpoint-2; given a Qwen3-VL
+model, its full fine-tune too (mode ``qwen3``). Then the same 4 steps under plain DDP. Each rank writes what it saw:
+whether parameters were sharded, whether every forward's image marks sat on the image tokens, whether the resumed
+weights equal the uninterrupted run's (bit for bit), and how far DDP and FSDP2 ended apart. Rank 0 also writes each
+run's final full weights (``MODE/end.pt``).
 """
 
 import json
@@ -25,7 +26,8 @@ from observe_r1.train import build_trainer, end_processes, save_final  # noqa: E
 from tests.dist.shard_on_cpu import shard_on_cpu  # noqa: E402
 from tests.helpers import ImagePositionCheck, ParityAccuracy, differing_weights, synth_dataset, tiny_config  # noqa: E402
 
-MODES = {"full": {}, "frozen_tower": {"freeze_vision_tower": True}, "lora": {"use_peft": True, "lora_r": 4}}
+MODES = {"full": {}, "frozen_tower": {"freeze_vision_tower": True}, "lora": {"use_peft": True, "lora_r": 4},
+         "qwen3": {}}  # fmt: skip
 
 
 def full_weights(model) -> dict:
@@ -59,26 +61,29 @@ def train(model_dir, dataset, out: Path, overrides: dict, callback, resume: str 
     trainer.train(resume_from_checkpoint=resume)
     sharded = [p for p in trainer.model.parameters() if isinstance(p, DTensor)]
     record = {"engine": str(trainer.accelerator.distributed_type.value), "sharded": len(sharded),
-              "local_rows": [tuple(p.to_local().shape) for p in sharded][:1],
+              "rows": [(p.to_local().shape[0], p.shape[0]) for p in sharded],
               "params": sum(1 for _ in trainer.model.parameters()), "grad_forwards": check.grad_forwards,
               "misaligned": sum(check.misaligned)}  # fmt: skip
     return trainer, processor, record
 
 
-def main(model_dir: str, out_dir: str) -> None:
+def main(model_dir: str, out_dir: str, qwen3_dir: str | None = None) -> None:
     shard_on_cpu()
     out = Path(out_dir)
     rank = int(os.environ["RANK"])
     _, dataset = synth_dataset(out / f"data-{rank}", n=24)
     report = {}
     for mode, overrides in MODES.items():
+        if mode == "qwen3" and qwen3_dir is None:
+            continue
+        policy = qwen3_dir if mode == "qwen3" else model_dir
         straight = Snapshots(at=2)
-        trainer, processor, record = train(model_dir, dataset, out / mode / "straight", overrides, straight)
+        trainer, processor, record = train(policy, dataset, out / mode / "straight", overrides, straight)
         end = full_weights(trainer.model)
         final = save_final(trainer, processor)  # every rank: the full state dict is gathered collectively
         record["final_files"] = sorted(p.name for p in final.iterdir())
         resumed = Snapshots()
-        again_trainer, _, again = train(model_dir, dataset, out / mode / "resumed", overrides, resumed,
+        again_trainer, _, again = train(policy, dataset, out / mode / "resumed", overrides, resumed,
                                         resume=str(out / mode / "straight" / "checkpoint-2"))  # fmt: skip
         record |= {
             "resumed_engine": again["engine"],
@@ -103,4 +108,4 @@ def main(model_dir: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
