@@ -223,7 +223,7 @@ def test_retries_timeouts_and_fallback_to_the_rule(mathvista, tmp_path, faulty_s
         "4": ["five, SLOW"],  # past the timeout on every try: the rule reading stays
         "2": ["<answer>3</answer>"],  # read by the rule
     })  # fmt: skip
-    judge = Judge(faulty_server, "stand-in", concurrency=3, timeout=0.3, retries=2, backoff=0.01)
+    judge = Judge(faulty_server, "stand-in", concurrency=3, timeout=0.3, retries=2, backoff=0.01, rows="unreadable")
     out = tmp_path / "out"
     results = score_responses(bench, responses, out, judge=judge)
     block = results["judge"]
@@ -237,7 +237,9 @@ def test_retries_timeouts_and_fallback_to_the_rule(mathvista, tmp_path, faulty_s
     assert results["official"]["sample_0"]["accuracy"] == 0.5
     # only what the judge answered is cached: a rerun asks the failed questions again, nothing else
     assert len(read_jsonl(out / CACHE_FILE)) == 1
-    again = score_responses(bench, responses, out, judge=Judge(faulty_server, "stand-in", timeout=0.3, retries=0))
+    again = score_responses(
+        bench, responses, out, judge=Judge(faulty_server, "stand-in", timeout=0.3, retries=0, rows="unreadable")
+    )
     assert (again["judge"]["requests"], again["judge"]["cached"], again["judge"]["failures"]) == (2, 1, 2)
     # without the judge, every verdict is the rule's again
     plain = score_responses(bench, responses, out)
@@ -354,7 +356,9 @@ def test_real_judge_reads_mathvista_answers_the_rules_cannot(mathvista, tmp_path
     assert rules["official"]["sample_0"]["accuracy"] == 0.25  # only <answer>3</answer> reads right
 
     out, posts_before = tmp_path / "judged", _posts(judge_server.log)
-    results = score_responses(bench, responses, out, judge=Judge(judge_server.url, judge_server.model))
+    results = score_responses(
+        bench, responses, out, judge=Judge(judge_server.url, judge_server.model, rows="unreadable")
+    )
     block = results["judge"]
     assert (block["requests"], block["cached"], block["failures"]) == (3, 0, 0)
     assert (block["url"], block["model"], block["prompt_version"]) == (judge_server.url, judge_server.model, "v1")
@@ -378,7 +382,9 @@ def test_real_judge_reads_mathvista_answers_the_rules_cannot(mathvista, tmp_path
     assert sorted((c["id"], c["sample"]) for c in cache) == JUDGED_ROWS and {c["reply"] for c in cache} == {REPLY}
 
     # a re-score asks nothing: every answer comes from the cache, the verdicts are the same
-    again = score_responses(bench, responses, out, judge=Judge(judge_server.url, judge_server.model))
+    again = score_responses(
+        bench, responses, out, judge=Judge(judge_server.url, judge_server.model, rows="unreadable")
+    )
     assert (again["judge"]["requests"], again["judge"]["cached"]) == (0, 3)
     assert again["official"] == results["official"]
     assert _wait_for_posts(judge_server.log, posts_before + 5, wait=1.0) == posts_before + 4  # not even a probe
@@ -410,7 +416,9 @@ def test_real_judge_with_generation_mathverse_two_steps(tmp_path, judge_server):
         "Q3": ["<answer>3.46</answer>", "<answer>2\\sqrt{3}</answer>"],  # the reward rejects: equivalence (1)
     })  # fmt: skip
     out = tmp_path / "out"
-    results = evaluate(model, bench, out, samples=2, judge=Judge(judge_server.url, judge_server.model))
+    results = evaluate(
+        model, bench, out, samples=2, judge=Judge(judge_server.url, judge_server.model, rows="unreadable")
+    )
     block = results["judge"]
     assert (block["requests"], block["failures"], block["rows_asked"]) == (3, 0, 2)
     rows = {(r["id"], r["sample"]): r for r in read_jsonl(out / "predictions.jsonl")}
@@ -420,7 +428,9 @@ def test_real_judge_with_generation_mathverse_two_steps(tmp_path, judge_server):
     assert rows[("2", 0)]["official"] is False and "judge" not in rows[("2", 0)]
     assert results["official"]["sample_0"]["accuracy"] == pytest.approx(2 / 3)
     # a resumed eval generates nothing and asks nothing
-    again = evaluate(ScriptedModel({}), bench, out, samples=2, judge=Judge(judge_server.url, judge_server.model))
+    again = evaluate(
+        ScriptedModel({}), bench, out, samples=2, judge=Judge(judge_server.url, judge_server.model, rows="unreadable")
+    )
     assert (again["judge"]["requests"], again["judge"]["cached"]) == (0, 3)
     assert again["official"] == results["official"]
 
@@ -434,7 +444,9 @@ def test_real_judge_logicvista_letters(tmp_path, judge_server):
     }
     bench.write_text(json.dumps(rows))
     responses = _write_responses(tmp_path / "r.jsonl", {"a": ["the first one"], "b": ["<answer>A, C</answer>"]})
-    results = score_responses(bench, responses, tmp_path / "out", judge=Judge(judge_server.url, judge_server.model))
+    results = score_responses(
+        bench, responses, tmp_path / "out", judge=Judge(judge_server.url, judge_server.model, rows="unreadable")
+    )
     assert (results["judge"]["requests"], results["judge"]["rows_judged"]) == (1, 1)
     assert results["judge"]["used_for"] == ["official.sample_0"]
     assert results["official"]["sample_0"]["accuracy"] == 1.0  # the judge's "1" is option 1

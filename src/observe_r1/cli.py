@@ -131,6 +131,19 @@ def eval_cmd(
     judge_retries: int = typer.Option(
         3, help="Retries of a failed judge request (backoff 1, 2, 4 s …); then that row keeps the rule reading."
     ),
+    judge_rows: str = typer.Option(
+        "all",
+        help="all: the judge reads every response, as the authors' scorers do; unreadable: only those the rules "
+        "cannot read (fewer requests).",
+    ),
+    judge_prompts: str = typer.Option(
+        "observe-r1", help="observe-r1 (our prompts) or official: the authors' prompts, read from --benchmark-repo."
+    ),
+    benchmark_repo: Path = typer.Option(
+        None,
+        help="With --judge-prompts official: a checkout of the benchmark's repository (MathVista, MathVerse); "
+        "its prompt files are parsed, never run.",
+    ),
 ) -> None:
     """Evaluate a model, or score saved responses: the benchmark's official figures, accuracy, format compliance
     and response lengths (resumable). With --judge-url, answers the rules cannot read are read by an LLM judge."""
@@ -141,11 +154,14 @@ def eval_cmd(
     judge = None
     if (judge_url is None) != (judge_model is None):
         raise typer.BadParameter("give --judge-url and --judge-model together")
+    if judge_url is None and (judge_prompts != "observe-r1" or benchmark_repo is not None):
+        raise typer.BadParameter("--judge-prompts and --benchmark-repo need a judge (--judge-url, --judge-model)")
     if judge_url is not None:
         from observe_r1.judge import Judge
 
         judge = Judge(judge_url, judge_model, api_key=os.environ.get(judge_api_key_env), key_env=judge_api_key_env,
-                      concurrency=judge_concurrency, timeout=judge_timeout, retries=judge_retries)  # fmt: skip
+                      concurrency=judge_concurrency, timeout=judge_timeout, retries=judge_retries, rows=judge_rows,
+                      prompts=judge_prompts, benchmark_repo=benchmark_repo)  # fmt: skip
     if responses is not None:
         results = score_responses(benchmark, responses, out, layout=layout, limit=limit, skip_bad_rows=skip_bad_rows,
                                   strict=strict, judge=judge)  # fmt: skip

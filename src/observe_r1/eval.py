@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from observe_r1.data import DataError, load_items, with_images
 from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
-from observe_r1.judge import JUDGED, clear_judgements, judge_rows
+from observe_r1.judge import DISAGREEMENTS_FILE, JUDGED, agreement_note, clear_judgements, judge_rows
 from observe_r1.official import headline, official_results, official_verdicts
 from observe_r1.plots import pyplot
 from observe_r1.prompts import PLAIN_PROMPT, SYSTEM_PROMPT
@@ -158,7 +158,7 @@ def evaluate(
     system_prompt = SYSTEM_PROMPT if prompt == "observe" else PLAIN_PROMPT
     todo = [it for it in items if it["id"] not in done]
     if judge is not None and report.layout in JUDGED and todo:
-        judge.check()
+        judge.check(report.layout)
     with tqdm(total=len(items), initial=len(items) - len(todo), desc="eval", unit="item") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
@@ -222,8 +222,9 @@ def _replace_jsonl(path: Path, rows: list[dict]) -> None:
 
 def _judge_note(block: dict) -> str:
     """One sentence on what the judge read, for ``results.json``'s official block and ``summary.md``."""
-    return (f"answers the rules could not read were read by judge {block['model']!r} at {block['url']} (prompt "
-            f"{block['prompt_version']}): {block['rows_judged']} of {block['rows']} responses judged, "
+    which = "every response" if block.get("judge_rows") == "all" else "answers the rules could not read"
+    return (f"{which} went to judge {block['model']!r} at {block['url']} ({block.get('prompts', 'observe-r1')} "
+            f"prompts, {block['prompt_version']}): {block['rows_judged']} of {block['rows']} responses judged, "
             f"{block['changed_verdicts']} verdicts changed, {block['failures']} kept the rule reading after a "
             f"failed or unreadable answer")  # fmt: skip
 
@@ -243,6 +244,9 @@ def _write_results(items, rows, out: Path, benchmark, report, *, samples, temper
     official = official_results(report.layout, items, rows)
     if official and judged and judged.get("rows_asked"):
         official["judge"] = _judge_note(judged)
+        official["judge_agreement"] = agreement_note(judged["agreement"])
+    if judge is None:  # no judge, no disagreements: a file from an earlier judged run would mislead
+        (out / DISAGREEMENTS_FILE).unlink(missing_ok=True)
     results = {"benchmark": str(benchmark), "layout": report.layout, "samples": samples, "temperature": temperature,
                "official": official, **aggregate(rows),
                "n_unscoreable": len(unscoreable), "unscoreable_ids": unscoreable,
@@ -280,6 +284,8 @@ def _official_markdown(official: dict) -> list[str]:
     lines += [f"- **{name}: {value:.4f}**" for name, value in headline(official)]
     if official.get("judge"):
         lines += [f"- Read with an LLM judge: {official['judge']}."]
+    if official.get("judge_agreement"):
+        lines += [f"- {official['judge_agreement']}."]
     scalars = {k: v for k, v in fig.items() if not isinstance(v, dict)}
     counts = {k: v for k, v in fig.items() if isinstance(v, dict) and set(v) == {"count", "rate"}}
     lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in scalars.items()]

@@ -1,42 +1,52 @@
 """An LLM judge for the answer-reading step of the benchmarks whose authors read answers with an LLM.
 
     observe-r1 eval --benchmark MathVista/data/testmini.json --responses r.jsonl --out evals/r \\
-        --judge-url http://127.0.0.1:8000/v1 --judge-model Qwen/Qwen2.5-7B-Instruct
+        --judge-url http://127.0.0.1:8000/v1 --judge-model Qwen/Qwen2.5-7B-Instruct \\
+        [--judge-rows all|unreadable] [--judge-prompts official --benchmark-repo MathVista]
 
 MathVista's scorer asks an LLM to extract the answer from a response before normalising and comparing it,
 MathVerse's asks one to extract the answer and then to judge it against the gold, LogicVista's asks one to extract
 the chosen letters. :mod:`observe_r1.official` reads answers with rules; with a judge (any OpenAI-compatible
-server, through the ``openai`` client) the rows the rules cannot settle are read by the judge instead, and the
-authors' rule then compares what it read. Every other row keeps its rule verdict, and without a judge nothing
-changes. Which rows go to the judge (:func:`rule_reads`, :func:`needs_equivalence`):
+server, through the ``openai`` client) the judge reads them instead, and the authors' rule then compares what it
+read. Without a judge nothing changes.
+
+Which rows (``rows``): ``all`` (the default) asks about every response, as the authors' scorers do: MathVista's
+extraction for every response but those its scorer reads without asking (an empty one, one that is exactly an option's
+text, or that ``int()`` / ``float()`` reads for integer / float questions, :func:`authors_read`), MathVerse's
+extraction and then its score against the gold for every response, LogicVista's extraction for every response.
+``unreadable`` asks only about what the rules cannot settle (:func:`rule_reads`, :func:`needs_equivalence`):
 
 ===========  ========================================================================================
 mathvista    extraction, for a response with no marked answer (``<answer>…</answer>`` or ``\\boxed{}``) or
              whose marked answer is not in the form MathVista's normalisation reads as is: an option letter
              (``B``, ``(B)``) or an option's exact text for multiple choice, a plain number for integer and
              float questions, any non-empty text for text and list questions. The judge's reply is then
-             normalised and compared by :func:`~observe_r1.official.mathvista_correct`. A row with an empty
-             gold is wrong whatever it says and is not asked.
+             normalised and compared by :func:`~observe_r1.official.mathvista_correct`.
 mathverse    extraction, for a response with no marked answer (any non-empty marked answer is the
              extraction); then equivalence, for every answer observe-r1's reward marks wrong, unless the answer
              and the gold are both single option letters (a different letter is wrong without asking) or
-             either is empty. An answer the reward accepts is right without asking; a row with an empty gold
-             is wrong (as without a judge) and is not asked.
+             either is empty. An answer the reward accepts is right without asking.
 logicvista   extraction, for a response with no marked answer or whose marked answer is not a plain list of
              option letters (``A``, ``a, c``, ``(B) and (D)``) or a single digit (an option number). The
              judge's reply is read by :func:`~observe_r1.official.logicvista_letters` and compared as a set.
 ===========  ========================================================================================
 
-An empty response is never sent (there is nothing to read). MATH-V, We-Math and MMMU are read by rules only, as
-their authors read them: the judge is not asked for them.
+In both modes an empty response is never sent (there is nothing to read) and a MathVista or MathVerse row with an
+empty gold is not asked (it is wrong whatever is read). MATH-V, We-Math and MMMU are read by rules only, as their
+authors read them: the judge is not asked for them.
 
-The prompts are observe-r1's own, written from those procedures; :data:`PROMPT_VERSION` changes with them. Each
+Which prompts (``prompts``): observe-r1's own (:class:`OwnPrompts`, written from those procedures;
+:data:`PROMPT_VERSION` changes with them), or ``official``: the authors' prompt text, read at run time from the
+user's checkout of their repository and sent in their request format (:mod:`observe_r1.judge_prompts`). Each
 answer is appended to ``judge_cache.jsonl`` in the eval folder as it arrives, keyed by (row id, sample, step,
 response hash, judge model, prompt version, hash of the exact messages sent): a rerun, a resumed eval or a
-re-score asks nothing already answered. Requests run on a bounded thread pool, each with a timeout and retries with
-exponential backoff on connection errors, timeouts, 429 and 5xx; a question that still fails leaves its row on the
-rule reading and is counted (``failures``). A judge that cannot be reached before the first question is a
-:class:`JudgeError`, printed by the command line as one line naming the URL.
+re-score asks nothing already answered, and other prompts are other keys. Requests run on a bounded thread pool,
+each with a timeout and retries with exponential backoff on connection errors, timeouts, 429 and 5xx; a question
+that still fails leaves its row on the rule reading and is counted (``failures``). A judge that cannot be reached
+before the first question is a :class:`JudgeError`, printed by the command line as one line naming the URL.
+
+:func:`judge_rows` also reports the rule figure, the judge figure and how often the two readings agree, and lists
+the rows whose verdicts differ in ``judge_disagreements.jsonl`` beside ``results.json`` (:func:`agreement`).
 """
 
 from __future__ import annotations
@@ -53,13 +63,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from observe_r1.config import ConfigError
-from observe_r1.jsonl import append_jsonl, read_jsonl
+from observe_r1.jsonl import append_jsonl, read_jsonl, write_jsonl
 from observe_r1.layouts import LETTERS
-from observe_r1.official import official_verdicts
+from observe_r1.official import headline, official_results, official_verdicts
 from observe_r1.rewards import extract_answer, score_completions
 
 PROMPT_VERSION = "v1"
 CACHE_FILE = "judge_cache.jsonl"
+DISAGREEMENTS_FILE = "judge_disagreements.jsonl"
+JUDGE_ROWS = ("all", "unreadable")
+JUDGE_PROMPTS = ("observe-r1", "official")
 JUDGED = ("mathvista", "mathverse", "logicvista")
 MAX_RESPONSE_CHARS = 12_000  # a runaway response is cut to its last characters, where final answers are
 EXTRACT_TOKENS = 64
@@ -131,6 +144,52 @@ def needs_equivalence(extracted: str | None, gold: str, reward_correct: bool) ->
     if reward_correct or not (extracted or "").strip() or not gold.strip():
         return False
     return not (_ONE_LETTER.fullmatch(extracted.strip()) and _ONE_LETTER.fullmatch(gold.strip()))
+
+
+def authors_read(benchmark: str, response: str, item: dict) -> bool:
+    """Whether the authors' scorer reads ``response`` without asking its LLM: MathVista's ``extract_answer`` takes
+    a response that is exactly one of the options (multiple choice), or that ``int()`` reads (integer questions) or
+    ``float()`` reads (float questions), as it is. Our rule reads such a bare answer the same way.
+
+    >>> item = {"answer": "12", "choices": [], "meta": {"question_type": "free_form", "answer_type": "integer"}}
+    >>> authors_read("mathvista", " 12 ", item), authors_read("mathvista", "12.0", item)
+    (True, False)
+    """
+    if benchmark != "mathvista":
+        return False
+    meta = item.get("meta") or {}
+    if meta.get("question_type") == "multi_choice" and response in [str(c) for c in item.get("choices") or []]:
+        return True
+    read = {"integer": int, "float": float}.get(meta.get("answer_type"))
+    try:
+        return read is not None and read(response) is not None
+    except (ValueError, OverflowError):
+        return False
+
+
+def asks_extraction(mode: str, benchmark: str, response: str, item: dict) -> bool:
+    """Whether the judge is asked to extract the answer of ``response`` (``mode``: ``all`` or ``unreadable``, see
+    the module's docstring).
+
+    >>> item = {"answer": "12", "choices": [], "meta": {"question_type": "free_form", "answer_type": "integer"}}
+    >>> [asks_extraction(m, "mathvista", "<answer>12</answer>", item) for m in ("all", "unreadable")]
+    [True, False]
+    """
+    if mode == "unreadable":
+        return not rule_reads(benchmark, response, item)
+    if benchmark not in JUDGED or not response.strip():
+        return False
+    if benchmark in ("mathvista", "mathverse") and not item["answer"].strip():
+        return False  # an empty gold is wrong whatever the answer
+    return not authors_read(benchmark, response, item)
+
+
+def asks_equivalence(mode: str, response: str, extracted: str | None, gold: str, reward_correct: bool) -> bool:
+    """MathVerse: whether the judge scores ``extracted`` against ``gold``: every response with a gold (``all``, as
+    MathVerse's second step does), or :func:`needs_equivalence` (``unreadable``)."""
+    if mode == "unreadable":
+        return needs_equivalence(extracted, gold, reward_correct)
+    return bool(response.strip() and gold.strip())
 
 
 # ------------------------------------------------------------------------------------------------ prompts
@@ -220,6 +279,23 @@ def parse_equivalence(reply: str) -> bool | None:
     return None if not found else found.group(1).lower() in ("1", "yes", "true")
 
 
+class OwnPrompts:
+    """observe-r1's prompts (the functions above), with the methods :class:`observe_r1.judge_prompts.OfficialPrompts`
+    has: what :func:`judge_rows` asks with and how it reads the replies."""
+
+    name, version = "observe-r1", PROMPT_VERSION
+    extract_tokens, verdict_tokens = EXTRACT_TOKENS, VERDICT_TOKENS
+    sha256 = hashlib.sha256("\0".join((_EXTRACT_SYSTEM, _EXTRACT_USER, _EQUIVALENCE_SYSTEM,
+                                       _EQUIVALENCE_USER)).encode()).hexdigest()  # fmt: skip
+    extraction_messages = staticmethod(extraction_messages)
+    equivalence_messages = staticmethod(equivalence_messages)
+    parse_extraction = staticmethod(parse_extraction)
+    parse_equivalence = staticmethod(parse_equivalence)
+
+    def describe(self) -> dict:
+        return {"prompts": self.name, "prompt_version": self.version, "prompt_sha256": self.sha256}
+
+
 # -------------------------------------------------------------------------------------------------- client
 class Judge:
     """An OpenAI-compatible chat endpoint used as a judge: bounded concurrency, per-request timeout, retries
@@ -227,12 +303,21 @@ class Judge:
     from the cache) and ``failures`` (questions left unanswered)."""
 
     def __init__(self, url: str, model: str, *, api_key: str | None = None, key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 1.0) -> None:  # fmt: skip
+                 concurrency: int = 8, timeout: float = 60.0, retries: int = 3, backoff: float = 1.0,
+                 rows: str = "all", prompts: str = "observe-r1",
+                 benchmark_repo: str | Path | None = None) -> None:  # fmt: skip
         from openai import OpenAI
 
         if concurrency < 1 or retries < 0 or timeout <= 0:
             raise JudgeError(f"judge at {url}: concurrency must be ≥ 1, retries ≥ 0 and timeout > 0")
+        if rows not in JUDGE_ROWS or prompts not in JUDGE_PROMPTS:
+            raise JudgeError(f"--judge-rows is all or unreadable and --judge-prompts observe-r1 or official; got "
+                             f"{rows!r} and {prompts!r}")  # fmt: skip
+        if (prompts == "official") != (benchmark_repo is not None):
+            raise JudgeError("--judge-prompts official reads the authors' prompts from a checkout of their repository:"
+                             " give it with --benchmark-repo PATH (and --benchmark-repo only with it)")  # fmt: skip
+        self.rows, self.prompts, self.benchmark_repo = rows, prompts, benchmark_repo
+        self._prompt_sets: dict = {}
         self.url, self.model, self.key_env = url, model, key_env
         self.concurrency, self.retries, self.backoff = concurrency, retries, backoff
         # a local server needs no key, but the client refuses an empty one
@@ -242,35 +327,40 @@ class Judge:
         self._lock = threading.Lock()
 
     def describe(self) -> dict:
-        return {"url": self.url, "model": self.model, "prompt_version": PROMPT_VERSION}
+        return {"url": self.url, "model": self.model, "judge_rows": self.rows, "prompts": self.prompts}
+
+    def prompts_for(self, benchmark: str):
+        """The prompt set :func:`judge_rows` asks with on ``benchmark`` (the authors' files are read once, here: a
+        missing or malformed one is a one-line :class:`~observe_r1.judge_prompts.PromptFileError`)."""
+        if benchmark not in self._prompt_sets:
+            if self.prompts == "official":
+                from observe_r1.judge_prompts import OfficialPrompts
+
+                self._prompt_sets[benchmark] = OfficialPrompts(benchmark, self.benchmark_repo)
+            else:
+                self._prompt_sets[benchmark] = OwnPrompts()
+        return self._prompt_sets[benchmark]
 
     def _post(self, messages: list[dict], max_tokens: int, *, retry_connect: bool = True) -> str:
         """One chat completion (temperature 0), retried on transient errors; the reply's text."""
-        import openai
 
-        for attempt in range(self.retries + 1):
-            try:
-                reply = self.client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=0.0, max_tokens=max_tokens
-                )
-                return reply.choices[0].message.content or ""
-            except openai.APIStatusError as err:
-                transient = err.status_code >= 500 or err.status_code in _RETRY_STATUS
-                if not transient or attempt == self.retries:
-                    raise
-            except openai.APIConnectionError:  # refused, reset, or past the timeout
-                if not retry_connect or attempt == self.retries:
-                    raise
-            with self._lock:
-                self.stats["retries"] += 1
-            time.sleep(self.backoff * 2**attempt * (1 + random.random() / 4))
-        raise AssertionError("unreachable")
+        def call() -> str:
+            reply = self.client.chat.completions.create(
+                model=self.model, messages=messages, temperature=0.0, max_tokens=max_tokens
+            )
+            return reply.choices[0].message.content or ""
 
-    def check(self) -> None:
+        return with_retries(call, retries=self.retries, backoff=self.backoff, stats=self.stats, lock=self._lock,
+                            retry_connect=retry_connect)  # fmt: skip
+
+    def check(self, benchmark: str | None = None) -> None:
         """Ask one trivial question once, before the first real one: an unreachable server, a refused key or a
-        refused model is a :class:`JudgeError` naming the URL (the probe is not counted in ``stats``)."""
+        refused model is a :class:`JudgeError` naming the URL (the probe is not counted in ``stats``). With
+        ``benchmark``, its prompts are read first (:meth:`prompts_for`)."""
         import openai
 
+        if benchmark in JUDGED:
+            self.prompts_for(benchmark)
         if self._checked:
             return
         try:
@@ -298,6 +388,29 @@ class Judge:
             with self._lock:
                 self.stats["failures"] += 1
             raise JudgeFailure(_one_line(err)) from err
+
+
+def with_retries(call, *, retries: int, backoff: float, stats: Counter, lock: threading.Lock,
+                 retry_connect: bool = True):  # fmt: skip
+    """``call()`` (one request through the ``openai`` client), retried on connection errors, timeouts, 408, 409,
+    429 and 5xx after ``backoff`` · 2^attempt seconds (jittered); each retry counts in ``stats["retries"]``. Any
+    other error, or the last attempt's, propagates. Shared by the judge and :mod:`observe_r1.serving`."""
+    import openai
+
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except openai.APIStatusError as err:
+            transient = err.status_code >= 500 or err.status_code in _RETRY_STATUS
+            if not transient or attempt == retries:
+                raise
+        except openai.APIConnectionError:  # refused, reset, or past the timeout
+            if not retry_connect or attempt == retries:
+                raise
+        with lock:
+            stats["retries"] += 1
+        time.sleep(backoff * 2**attempt * (1 + random.random() / 4))
+    raise AssertionError("unreachable")
 
 
 def _one_line(err: Exception, limit: int = 200) -> str:
@@ -334,10 +447,11 @@ def cache_key(record: dict) -> tuple:
     return tuple(record.get(k) for k in _KEY_FIELDS)
 
 
-def make_question(row_index: int, row: dict, step: str, messages: list[dict], max_tokens: int, model: str):
+def make_question(row_index: int, row: dict, step: str, messages: list[dict], max_tokens: int, model: str,
+                  prompt_version: str = PROMPT_VERSION) -> Question:  # fmt: skip
     """A :class:`Question` with its cache record (row id, sample, step, hashes, model, prompt version)."""
     record = {"id": row["id"], "sample": row["sample"], "step": step, "response_sha256": _sha(row["response"]),
-              "model": model, "prompt_version": PROMPT_VERSION,
+              "model": model, "prompt_version": prompt_version,
               "messages_sha256": _sha(json.dumps(messages, sort_keys=True))}  # fmt: skip
     return Question(row_index, step, messages, max_tokens, record)
 
@@ -429,15 +543,18 @@ def _reward_verdicts(rows: list[dict], readings: dict[int, str], items_by_id: di
 
 
 def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge: Judge, out: str | Path) -> dict:
-    """Read the rows the rules cannot settle with ``judge`` (see the module's table) and put the result in each
-    row's ``official``; every row the judge was asked about gets ``judge``: ``rule_official`` (its rule verdict),
-    ``asked`` (the steps), ``extracted`` / ``equivalent`` (what the judge said), ``failed`` (why a question
-    failed: the row keeps its rule verdict). Returns ``results.json``'s ``judge`` block: the counts, and
-    ``used_for``, the official figures that hold a verdict the judge decided."""
+    """Read the rows ``judge.rows`` selects with ``judge`` and its prompts (see the module's docstring) and put
+    the result in each row's ``official``; every row the judge was asked about gets ``judge``: ``rule_official``
+    (its rule verdict), ``asked`` (the steps), ``extracted`` / ``equivalent`` (what the judge said), ``failed``
+    (why a question failed: the row keeps its rule verdict). Writes ``judge_disagreements.jsonl`` into ``out``.
+    Returns ``results.json``'s ``judge`` block: the prompts (name, version, hash), the counts, ``used_for`` (the
+    official figures that hold a verdict the judge decided) and ``agreement`` (:func:`agreement`)."""
     block = judge.describe()
     if benchmark not in JUDGED:
         note = f"{benchmark}: its authors read answers with rules only, so the judge was not asked"
         return {**block, "requests": 0, "cached": 0, "failures": 0, "used_for": [], "note": note}
+    prompts = judge.prompts_for(benchmark)
+    block.update(prompts.describe())
     before = Counter(judge.stats)
     cache = JudgeCache(Path(out) / CACHE_FILE)
     items = [items_by_id[row["id"]] for row in rows]
@@ -446,11 +563,15 @@ def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge
     def note(i: int) -> dict:
         return notes.setdefault(i, {"rule_official": rows[i]["official"], "asked": []})
 
-    # step 1: extraction, for the rows whose answer the rules can't read
+    def question(i: int, step: str, messages: list[dict], max_tokens: int) -> Question:
+        return make_question(i, rows[i], step, messages, max_tokens, judge.model, prompts.version)
+
+    # step 1: extraction
     readings = {i: row["extracted"] for i, row in enumerate(rows)}
-    asked = [make_question(i, rows[i], "extract", extraction_messages(benchmark, items[i], rows[i]["response"]),
-                           EXTRACT_TOKENS, judge.model)
-             for i in range(len(rows)) if not rule_reads(benchmark, rows[i]["response"], items[i])]  # fmt: skip
+    asked = [question(i, "extract", prompts.extraction_messages(benchmark, items[i], rows[i]["response"]),
+                      prompts.extract_tokens)
+             for i in range(len(rows))
+             if asks_extraction(judge.rows, benchmark, rows[i]["response"], items[i])]  # fmt: skip
     answers = ask_all(asked, judge, cache)
     failed: set[int] = set()
     for q in asked:
@@ -460,7 +581,7 @@ def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge
             notes[q.row]["failed"] = str(answer)
             failed.add(q.row)
         else:
-            readings[q.row] = notes[q.row]["extracted"] = parse_extraction(answer)
+            readings[q.row] = notes[q.row]["extracted"] = prompts.parse_extraction(answer)
     extracted = {i: readings[i] for i in notes if i not in failed}
     verdicts = {i: rows[i]["official"] for i in range(len(rows))}
     if benchmark in ("mathvista", "logicvista"):
@@ -468,21 +589,21 @@ def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge
             verdicts[i] = verdict
             if late:
                 notes[i]["reading_timed_out"] = True
-    else:  # mathverse: the reward on the (judged) extraction, then the equivalence judge for what it rejects
+    else:  # mathverse: the reward on the (judged) extraction, then the judge's score against the gold
         reward = {i: rows[i]["correct"] for i in range(len(rows))}
         reward.update(_reward_verdicts(rows, extracted, items_by_id))
         for i in range(len(rows)):
             if i not in failed:
                 verdicts[i] = reward[i] and bool(items[i]["answer"].strip())
-        asked = [make_question(i, rows[i], "equivalence", equivalence_messages(items[i], readings[i]), VERDICT_TOKENS,
-                               judge.model)
-                 for i in range(len(rows))
-                 if i not in failed and needs_equivalence(readings[i], items[i]["answer"], reward[i])]  # fmt: skip
+        asked = [question(i, "equivalence", prompts.equivalence_messages(items[i], readings[i] or ""),
+                          prompts.verdict_tokens)
+                 for i in range(len(rows)) if i not in failed and asks_equivalence(
+                     judge.rows, rows[i]["response"], readings[i], items[i]["answer"], reward[i])]  # fmt: skip
         answers = ask_all(asked, judge, cache)
         for q in asked:
             note(q.row)["asked"].append("equivalence")
             answer = answers[q.key]
-            same = None if isinstance(answer, JudgeFailure) else parse_equivalence(answer)
+            same = None if isinstance(answer, JudgeFailure) else prompts.parse_equivalence(answer)
             if same is None:
                 reason = str(answer) if isinstance(answer, JudgeFailure) else f"unreadable reply {answer[:60]!r}"
                 notes[q.row]["failed"] = reason
@@ -498,8 +619,51 @@ def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge
     used_for = ["official.sample_0"] if 0 in judged_samples else []
     if judged_samples and len({row["sample"] for row in rows}) > 1:
         used_for.append("official.mean_over_samples")
+    summary, differ = agreement(benchmark, rows, items_by_id)
+    write_jsonl(Path(out) / DISAGREEMENTS_FILE, differ)
     return {**block, "requests": spent["requests"], "retries": spent["retries"], "cached": spent["cached"],
             "failures": len(failed), "failed_requests": spent["failures"], "rows": len(rows), "rows_asked": len(notes),
             "rows_judged": len(notes) - len(failed), "changed_verdicts": sum(
                 rows[i]["official"] != n["rule_official"] for i, n in notes.items()),
-            "used_for": used_for}  # fmt: skip
+            "used_for": used_for, "agreement": summary}  # fmt: skip
+
+
+def agreement(benchmark: str, rows: list[dict], items_by_id: dict) -> tuple[dict, list[dict]]:
+    """The rule reading against the judge reading of judged ``rows`` (each judged row holds ``judge``).
+
+    Returns ``results.json``'s ``judge.agreement`` block and the rows whose verdicts differ. The block holds the
+    headline figures (sample 0, as the paper's column) under the rules alone (``rule``) and with the judge
+    (``judge``); ``rows_read``, the responses the judge read (asked, not failed, every sample), and ``agreement``,
+    the share of those where the rule verdict and the judge verdict are the same (None when it read none).
+    """
+    rule_rows = [{**row, "official": row["judge"]["rule_official"]} if "judge" in row else row for row in rows]
+    items = [items_by_id[i] for i in dict.fromkeys(row["id"] for row in rows)]
+    read = [row for row in rows if "judge" in row and "failed" not in row["judge"]]
+    differ = [row for row in read if row["official"] != row["judge"]["rule_official"]]
+    block = {"rule": dict(headline(official_results(benchmark, items, rule_rows))),
+             "judge": dict(headline(official_results(benchmark, items, rows))), "rows": len(rows),
+             "rows_read": len(read), "rows_differ": len(differ),
+             "agreement": (len(read) - len(differ)) / len(read) if read else None,
+             "differing_rows_file": DISAGREEMENTS_FILE}  # fmt: skip
+    lines = [{"id": row["id"], "sample": row["sample"], "gold": row["gold"], "rule_extracted": row["extracted"],
+              "rule_official": row["judge"]["rule_official"], "judge_extracted": row["judge"].get("extracted"),
+              "judge_equivalent": row["judge"].get("equivalent"), "judge_official": row["official"],
+              "response": row["response"]} for row in differ]  # fmt: skip
+    return block, lines
+
+
+def agreement_note(block: dict) -> str:
+    """One sentence on :func:`agreement`'s block, for ``summary.md`` and ``results.json``'s official block.
+
+    >>> agreement_note({"rule": {"accuracy": 0.5}, "judge": {"accuracy": 0.75}, "rows_read": 4, "rows_differ": 1,
+    ...                 "agreement": 0.75, "differing_rows_file": "judge_disagreements.jsonl"})[:88]
+    'rule figure accuracy 0.5000, judge figure 0.7500; the two readings agree on 3 of the 4 r'
+    """
+    names = list(block["judge"])
+    rule = ", ".join(f"{n} {block['rule'][n]:.4f}" for n in names)
+    judged = ", ".join(f"{block['judge'][n]:.4f}" for n in names)
+    read, differ = block["rows_read"], block["rows_differ"]
+    share = f" ({100 * block['agreement']:.1f}%)" if block["agreement"] is not None else ""
+    where = block["differing_rows_file"]
+    return (f"rule figure {rule}, judge figure {judged}; the two readings agree on {read - differ} of the {read} "
+            f"responses the judge read{share}; the {differ} that differ are in {where}")  # fmt: skip
