@@ -88,6 +88,32 @@ def train(ctx: typer.Context) -> None:
     run_training(script_args, config)
 
 
+# --backend openai: one set of options for eval and ladder build (observe_r1.serving)
+URL = typer.Option(None, help="--backend openai: the server's OpenAI-compatible endpoint (http://HOST:PORT/v1).")
+SERVED_MODEL = typer.Option(None, help="--backend openai: the model name the server knows (default: --model, which "
+                            "then only supplies the processor: image budget, token ids).")  # fmt: skip
+API_KEY_ENV = typer.Option("OBSERVE_R1_API_KEY", help="--backend openai: variable holding the API key (then "
+                           "OPENAI_API_KEY; a local server needs none). Never written to disk.")  # fmt: skip
+CONCURRENCY = typer.Option(8, help="--backend openai: requests in flight at once.")
+SKIP_TEXT_CHECK = typer.Option(False, help="--backend openai: run even if the probe cannot force a known text through "
+                               "the server to check that responses come back verbatim.")  # fmt: skip
+
+
+def _server(backend: str, url: str | None, served_model, api_key_env: str, concurrency: int, skip_text_check: bool,
+            out: Path):  # fmt: skip
+    """The :class:`observe_r1.serving.ServerOptions` of ``--backend openai`` (None for other backends)."""
+    if backend != "openai":
+        if url is not None:
+            raise typer.BadParameter("--url is for --backend openai")
+        return None
+    if url is None:
+        raise typer.BadParameter("--backend openai needs --url (e.g. http://127.0.0.1:8000/v1)")
+    from observe_r1.serving import ServerOptions
+
+    return ServerOptions(url, served_model, key_env=api_key_env, concurrency=concurrency,
+                         check_text=not skip_text_check, cache_dir=out)  # fmt: skip
+
+
 @app.command("eval")
 def eval_cmd(
     benchmark: Path = typer.Option(..., help="Benchmark as published: JSON/JSONL/Parquet file or datasets directory."),
@@ -104,7 +130,12 @@ def eval_cmd(
     layout: str = typer.Option(None, help="Force a layout: canonical, mathvista, mathverse, mathvision, ..."),
     image_root: Path = typer.Option(None, help="Folder to look for relative image paths in first."),
     limit: int = typer.Option(None, help="Evaluate only the first N items."),
-    backend: str = typer.Option("hf", help="hf or vllm."),
+    backend: str = typer.Option("hf", help="hf, vllm, or openai (a running server: --url, --served-model)."),
+    url: str = URL,
+    served_model: str = SERVED_MODEL,
+    api_key_env: str = API_KEY_ENV,
+    concurrency: int = CONCURRENCY,
+    skip_text_check: bool = SKIP_TEXT_CHECK,
     batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
     max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
     cache_implementation: str = typer.Option(
@@ -170,9 +201,10 @@ def eval_cmd(
             raise typer.BadParameter("give --model to generate, or --responses to score saved responses")
         from observe_r1.generation import make_generator
 
+        server = _server(backend, url, served_model, api_key_env, concurrency, skip_text_check, out)
         generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens,
                                    cache_implementation=cache_implementation,
-                                   compile_generation=_tri_state(compile_generation))  # fmt: skip
+                                   compile_generation=_tri_state(compile_generation), server=server)  # fmt: skip
         results = evaluate(generator, benchmark, out, samples=samples, temperature=temperature, prompt=prompt,
                            limit=limit, layout=layout, batch_size=batch_size, image_root=image_root,
                            skip_bad_rows=skip_bad_rows, strict=strict, judge=judge)  # fmt: skip
@@ -237,7 +269,12 @@ def ladder_build(
     shard: str = typer.Option(None, help="i/n: rate only the items of shard i (by stable id hash)."),
     easy_filter: bool = typer.Option(True, help="Drop items answered correctly without reasoning."),
     prune_percentile: float = typer.Option(25.0, help="Drop d=0 items below this complexity percentile."),
-    backend: str = typer.Option("hf", help="hf (batched transformers) or vllm."),
+    backend: str = typer.Option("hf", help="hf (batched transformers), vllm, or openai (a running server: --url)."),
+    url: str = URL,
+    served_model: str = SERVED_MODEL,
+    api_key_env: str = API_KEY_ENV,
+    concurrency: int = CONCURRENCY,
+    skip_text_check: bool = SKIP_TEXT_CHECK,
     batch_size: int = typer.Option(BATCH_SIZE, help="Sequences per generate call (images are decoded per batch)."),
     max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, help="Longest response, in tokens."),
     cache_implementation: str = typer.Option(
@@ -255,9 +292,10 @@ def ladder_build(
     from observe_r1.generation import make_generator
     from observe_r1.ladder.build import build, format_stats, plot_stats
 
+    server = _server(backend, url, served_model, api_key_env, concurrency, skip_text_check, out)
     generator = make_generator(model, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens,
                                cache_implementation=cache_implementation,
-                               compile_generation=_tri_state(compile_generation))  # fmt: skip
+                               compile_generation=_tri_state(compile_generation), server=server)  # fmt: skip
     build(source, generator, out, k=k, temperature=temperature, shard=shard, use_easy_filter=easy_filter,
           prune_percentile=prune_percentile, skip_bad_rows=skip_bad_rows, strict=strict, image_root=image_root,
           seed=seed)  # fmt: skip

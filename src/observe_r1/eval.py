@@ -70,11 +70,14 @@ def score_predictions(
     ``official``: the benchmark's own rule), format, token count."""
     rows, texts, golds, choices, precisions = [], [], [], [], []
     for item, samples in zip(items, responses, strict=True):
-        for j, (text, tokens) in enumerate(samples):
+        for j, sample in enumerate(samples):
+            text, tokens = sample
             answer = fallback_answer(text, item["answer"])
             rows.append({"id": item["id"], "sample": j, "category": item.get("category", "all"), "response": text,
                          "extracted": answer, "gold": item["answer"], "tokens": tokens,
                          "format": format_reward(text)})  # fmt: skip
+            if getattr(sample, "usage", None):  # a server's prompt and completion token counts (observe_r1.serving)
+                rows[-1]["usage"] = sample.usage
             texts.append(f"<answer>{answer}</answer>" if answer is not None else "")
             golds.append(item["answer"])
             choices.append(item.get("choices") or [])

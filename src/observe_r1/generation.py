@@ -210,10 +210,23 @@ def make_generator(
     max_new_tokens: int = MAX_NEW_TOKENS,
     cache_implementation: str | None = None,
     compile_generation: bool | None = None,
+    server=None,
 ):
-    """``hf`` (any machine) or ``vllm`` (GPU, vLLM installed). With ``hf`` a LoRA adapter folder loads on its
-    base model (``observe_r1.models.load_policy``); ``cache_implementation`` / ``compile_generation``: see
-    :meth:`Decoding.parse` (default: the fastest for the model's device)."""
+    """``hf`` (any machine), ``vllm`` (GPU, vLLM installed) or ``openai`` (an OpenAI-compatible server described
+    by ``server``, a :class:`observe_r1.serving.ServerOptions`; ``model_id_or_path`` then only supplies the
+    processor). With ``hf`` a LoRA adapter folder loads on its base model (``observe_r1.models.load_policy``);
+    ``cache_implementation`` / ``compile_generation``: see :meth:`Decoding.parse` (default: the fastest for the
+    model's device)."""
+    if backend == "openai":
+        from observe_r1.config import ConfigError
+        from observe_r1.models import load_processor
+        from observe_r1.serving import OpenAIGenerator
+
+        if server is None:
+            raise ConfigError("--backend openai needs --url (the server's OpenAI-compatible endpoint, e.g. "
+                              "http://127.0.0.1:8000/v1)")  # fmt: skip
+        processor = load_processor(model_id_or_path)
+        return OpenAIGenerator(processor, server, model_name=str(model_id_or_path), max_new_tokens=max_new_tokens)
     if backend == "vllm":
         from observe_r1.config import ConfigError
         from observe_r1.launch import check_vllm
@@ -225,7 +238,7 @@ def make_generator(
         check_vllm(True, "--backend vllm")
         return VLLMGenerator(str(model_id_or_path), max_new_tokens=max_new_tokens)
     if backend != "hf":
-        raise ValueError(f"backend must be 'hf' or 'vllm'; got {backend!r}")
+        raise ValueError(f"backend must be 'hf', 'vllm' or 'openai'; got {backend!r}")
     from observe_r1.models import load_policy
 
     Decoding.parse(cache_implementation, compile_generation, "cpu")  # a bad choice fails before the model loads

@@ -166,6 +166,8 @@ def rate(
             rows.append({"id": item["id"], "difficulty": 1 - sum(c) / k, "complexity": sum(lengths) / k,
                          "correct": c, "lengths": lengths})  # fmt: skip
             side_rows.append({"id": item["id"], "responses": [t for t, _ in group]})
+            if any(getattr(r, "usage", None) for r in group):  # a server's token counts (observe_r1.serving)
+                side_rows[-1]["usage"] = [getattr(r, "usage", None) for r in group]
         append_jsonl(side, side_rows)
         append_jsonl(journal, rows)  # the journal lines are the commit point of a chunk
         done.update((r["id"], r) for r in rows)
