@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from observe_r1.config import ConfigError
 from observe_r1.eval import evaluate, score_responses
 from observe_r1.jsonl import read_jsonl, write_jsonl
 from observe_r1.judge import (
@@ -460,3 +461,257 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (56, 56), "blue").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------- the authors' prompts, read from a checkout
+# Fixture checkouts laid out like the benchmarks' repositories, holding prompt text we wrote for these tests. Each
+# file also holds a statement that would leave a mark if the file were run: reading it must not run it.
+OUR_MATHVISTA_DEMO = """
+A made-up demo for our tests: copy the final answer of the response.
+
+Question: How many dots?
+
+Response: There are four dots, so 4.
+
+Extracted answer: 4
+"""
+OUR_MATHVERSE_EXTRACT = "\nA made-up demo: copy the answer.\n\nModel response: 'so x = 2'\nExtracted Answer: 2\n"
+OUR_MATHVERSE_SCORE = "\nMade-up scoring text.\nQuestion: {question}\nGold: {gt}\nAnswer: {extraction}\nJudgement:\n"
+RAN = "import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('the file was run')\n"
+
+
+def _checkout(root: Path, relative: str, body: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(RAN + body)
+    return root
+
+
+def _mathvista_checkout(root: Path, demo: str = OUR_MATHVISTA_DEMO) -> Path:
+    return _checkout(root, "evaluation/prompts/ext_ans.py", f"demo_prompt = {demo!r}\n")
+
+
+def _mathverse_checkout(root: Path, score: str = OUR_MATHVERSE_SCORE) -> Path:
+    body = f"demo_prompt_extract = {OUR_MATHVERSE_EXTRACT!r}\n\ndemo_prompt_score = {score!r}\n"
+    return _checkout(root, "evaluation/prompts.py", body)
+
+
+def test_official_prompts_are_read_without_running_the_file(tmp_path):
+    import hashlib
+
+    from observe_r1.judge_prompts import OfficialPrompts
+
+    vista = OfficialPrompts("mathvista", _mathvista_checkout(tmp_path / "MathVista"))
+    verse = OfficialPrompts("mathverse", _mathverse_checkout(tmp_path / "MathVerse"))
+    assert vista.texts == {"demo_prompt": OUR_MATHVISTA_DEMO}
+    assert verse.texts == {"demo_prompt_extract": OUR_MATHVERSE_EXTRACT, "demo_prompt_score": OUR_MATHVERSE_SCORE}
+    assert not list(tmp_path.rglob("RAN"))  # parsed, never run
+    assert vista.sha256 == hashlib.sha256(json.dumps({"demo_prompt": OUR_MATHVISTA_DEMO}).encode()).hexdigest()
+    assert vista.version == f"official-mathvista-{vista.sha256[:12]}"
+    # other text, other hash and version (so other cache keys)
+    other = OfficialPrompts("mathvista", _mathvista_checkout(tmp_path / "other", OUR_MATHVISTA_DEMO + "more\n"))
+    assert other.sha256 != vista.sha256 and other.version != vista.version
+    # the requests, as the authors' scorers build them
+    item = {"problem": "Question 1?", "answer": "5"}
+    assert vista.extraction_messages("mathvista", item, "It is 5.") == [{"role": "user", "content": (
+        OUR_MATHVISTA_DEMO.strip() + "\n\nQuestion 1?\n\nIt is 5.\n\nExtracted answer: ")}]  # fmt: skip
+    assert verse.extraction_messages("mathverse", item, "It is 5.") == [{"role": "user", "content": (
+        OUR_MATHVERSE_EXTRACT.strip() + "\n\nModel response: 'It is 5.'\nExtracted Answer: ")}]  # fmt: skip
+    assert verse.equivalence_messages(item, "5 cm") == [{"role": "user", "content": (
+        "Made-up scoring text.\nQuestion: Question 1?\nGold: 5\nAnswer: 5 cm\nJudgement:")}]  # fmt: skip
+    # replies, read as the authors read them
+    assert [verse.parse_extraction(r) for r in ["Extracted Answer: 5 cm ", " 5\n"]] == ["5 cm", "5"]
+    assert vista.parse_extraction(" The answer is 5\n") == "The answer is 5"
+    assert [verse.parse_equivalence(r) for r in ["1", "Judgement: 0", " 1\n", "yes", "10"]] == [
+        True, False, True, None, None]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "body", "complaint"),
+    [
+        ("mathvista", None, "not found"),  # no prompt file in the checkout
+        ("mathvista", "demo_prompt = '''unclosed\n", "not valid Python (line"),
+        ("mathvista", "demo_prompt = open('demo.txt').read()\n", "no non-empty string literal to demo_prompt"),
+        ("mathvista", "prompt = 'wrong name'\n", "no non-empty string literal to demo_prompt"),
+        ("mathvista", "demo_prompt = '  '\n", "no non-empty string literal to demo_prompt"),
+        ("mathvista", "demo_prompt = ['a list', 'of demos']\n", "no non-empty string literal to demo_prompt"),
+        ("mathverse", "demo_prompt_score = 'Q {question} {gt} {extraction}'\n", "to demo_prompt_extract"),
+        ("mathverse", "demo_prompt_extract = 'x'\ndemo_prompt_score = 'Q {question} A {extraction}'\n",
+         "must take the fields {question}, {gt} and {extraction}; it takes ['extraction', 'question']"),
+        ("mathverse", "demo_prompt_extract = 'x'\ndemo_prompt_score = '{question} {gt} {extraction} {answer}'\n",
+         "it takes ['answer', 'extraction', 'gt', 'question']"),
+        ("mathverse", "demo_prompt_extract = 'x'\ndemo_prompt_score = '{question} {gt} {extraction'\n",
+         "not a str.format template"),
+    ],
+)  # fmt: skip
+def test_a_missing_or_malformed_prompt_file_is_one_line_naming_it(tmp_path, benchmark, body, complaint):
+    from observe_r1.judge_prompts import OFFICIAL_FILES, OfficialPrompts, PromptFileError
+
+    relative = OFFICIAL_FILES[benchmark][0]
+    if body is not None:
+        _checkout(tmp_path, relative, body)
+    with pytest.raises(PromptFileError) as error:
+        OfficialPrompts(benchmark, tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / relative}: ") and "\n" not in message, message
+    assert complaint in message, message
+    assert not list(tmp_path.rglob("RAN"))
+
+
+def test_official_prompts_flags_fail_in_one_line(mathvista, tmp_path, monkeypatch, capsys):
+    from observe_r1.cli import main
+
+    bench, responses = mathvista
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # never reached: the prompt file is read first
+    base = ["observe-r1", "eval", "--benchmark", str(bench), "--responses", str(responses), "--out",
+            str(tmp_path / "out"), "--judge-url", url, "--judge-model", "m",
+            "--judge-prompts", "official"]  # fmt: skip
+    wrong_repo = _mathverse_checkout(tmp_path / "MathVerse")  # a checkout of the other benchmark
+    expected = {
+        "--benchmark-repo PATH": [],
+        f"{wrong_repo / 'evaluation/prompts/ext_ans.py'}: not found": ["--benchmark-repo", str(wrong_repo)],
+    }
+    for message, extra in expected.items():
+        monkeypatch.setattr(sys, "argv", base + extra)
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err, err
+        assert "Traceback" not in err and "unreachable" not in err
+    with pytest.raises(ConfigError, match="authors' prompts of mathvista and mathverse only, not logicvista"):
+        Judge(url, "m", prompts="official", benchmark_repo=wrong_repo).prompts_for("logicvista")
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Forwards each POST to the real judge server and keeps its JSON body (the probe aside)."""
+
+    target = ""
+    bodies: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(data)
+        if body["messages"] != [{"role": "user", "content": "Reply with OK."}]:
+            self.bodies.append(body)
+        forward = urllib.request.Request(self.target + self.path, data=data,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(forward, timeout=60) as reply:
+            payload, status = reply.read(), reply.status
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recorded_judge(judge_server):
+    """The real judge behind a recording proxy: what reaches the server is in ``.bodies``."""
+    _Recorder.target, _Recorder.bodies = judge_server.url.removesuffix("/v1"), []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_address[1]}/v1", model=judge_server.model,
+                          bodies=_Recorder.bodies)  # fmt: skip
+    server.shutdown()
+    server.server_close()
+
+
+def _contents(bodies: list) -> list[str]:
+    assert all(len(b["messages"]) == 1 and b["messages"][0]["role"] == "user" for b in bodies)  # no system turn
+    return sorted(b["messages"][0]["content"] for b in bodies)
+
+
+OFFICIAL_RESPONSES = {
+    "1": ["I count one apple.", "<answer>1</answer>"],  # asked: the judge's 1 is right (the rule misses row 0)
+    "2": ["<answer>3</answer>", "3"],  # row 0 asked: the judge's 1 is wrong; row 1: int() reads it, never asked
+    "3": ["<answer>the second one</answer>", "7"],  # row 0 asked: 1 is option B (right); "7" is an option's text
+    "4": ["five apples", ""],  # row 0 asked: 1 is wrong, as the rule says; an empty response is never sent
+}
+OFFICIAL_ASKED = {("1", 0): True, ("1", 1): True, ("2", 0): False, ("3", 0): True, ("4", 0): False}  # -> verdict
+
+
+@pytest.mark.slow
+def test_real_judge_official_mathvista_every_row(mathvista, tmp_path, recorded_judge):
+    from observe_r1.data import load_items
+
+    bench, _ = mathvista
+    responses = _write_responses(tmp_path / "r.jsonl", OFFICIAL_RESPONSES)
+    repo = _mathvista_checkout(tmp_path / "MathVista")
+    out = tmp_path / "out"
+
+    def judge(**options):
+        return Judge(recorded_judge.url, recorded_judge.model, **options)
+
+    results = score_responses(bench, responses, out, judge=judge(prompts="official", benchmark_repo=repo))
+    block = results["judge"]
+    assert (block["requests"], block["cached"], block["failures"], block["rows_asked"]) == (5, 0, 0, 5)
+    assert (block["prompts"], block["judge_rows"], block["prompt_file"]) == (
+        "official", "all", str(repo / "evaluation/prompts/ext_ans.py"))  # fmt: skip
+    assert block["prompt_version"] == "official-mathvista-" + block["prompt_sha256"][:12]
+    # what reached the server: the authors' request format, one user message, temperature 0, 256 new tokens
+    problems = {it["id"]: it["problem"] for it in load_items(bench, images="ignore")[0]}
+    assert _contents(recorded_judge.bodies) == sorted(
+        f"{OUR_MATHVISTA_DEMO.strip()}\n\n{problems[i]}\n\n{OFFICIAL_RESPONSES[i][j]}\n\nExtracted answer: "
+        for i, j in OFFICIAL_ASKED)  # fmt: skip
+    assert {(b["temperature"], b["max_tokens"]) for b in recorded_judge.bodies} == {(0.0, 256)}
+    rows = {(r["id"], r["sample"]): r for r in read_jsonl(out / "predictions.jsonl")}
+    assert {k for k, r in rows.items() if "judge" in r} == set(OFFICIAL_ASKED)
+    assert {k: rows[k]["official"] for k in OFFICIAL_ASKED} == OFFICIAL_ASKED
+    # rule figure, judge figure, agreement; the rows that differ beside results.json
+    agreement = block["agreement"]
+    assert (agreement["rule"], agreement["judge"]) == ({"accuracy": 0.25}, {"accuracy": 0.5})
+    assert (agreement["rows_read"], agreement["rows_differ"], agreement["agreement"]) == (5, 3, 0.4)
+    differ = read_jsonl(out / "judge_disagreements.jsonl")
+    assert [(d["id"], d["sample"], d["rule_official"], d["judge_official"]) for d in differ] == [
+        ("1", 0, False, True), ("2", 0, True, False), ("3", 0, False, True)]  # fmt: skip
+    summary = (out / "summary.md").read_text()
+    assert "rule figure accuracy 0.2500, judge figure 0.5000; the two readings agree on 2 of the 5" in summary
+    assert "official prompts" in summary and results["official"]["sample_0"]["accuracy"] == 0.5
+
+    # only what the rules can't read: the questions asked before come from the cache (same prompts, same keys)
+    recorded_judge.bodies.clear()
+    partial = score_responses(bench, responses, out, judge=judge(prompts="official", benchmark_repo=repo,
+                                                                 rows="unreadable"))  # fmt: skip
+    assert (partial["judge"]["requests"], partial["judge"]["cached"]) == (2, 3)  # "3" and "7" have no marked answer
+    assert len(recorded_judge.bodies) == 2
+    # our prompts are other questions: nothing comes from the cache
+    ours = score_responses(bench, responses, out, judge=judge())
+    assert (ours["judge"]["requests"], ours["judge"]["cached"], ours["judge"]["prompts"]) == (5, 0, "observe-r1")
+    assert ours["judge"]["prompt_sha256"] != block["prompt_sha256"]
+    # without a judge the disagreements go too
+    score_responses(bench, responses, out)
+    assert not (out / "judge_disagreements.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_real_judge_official_mathverse_extracts_then_scores(tmp_path, recorded_judge):
+    bench = tmp_path / "mathverse.jsonl"
+    write_jsonl(bench, [
+        {"sample_index": "1", "problem_index": "1", "problem_version": "Text Lite", "question": "Q1", "answer": "5",
+         "image": "x.png"},
+        {"sample_index": "2", "problem_index": "2", "problem_version": "Text Lite", "question": "Q2",
+         "answer": "B", "image": "x.png"},
+        {"sample_index": "3", "problem_index": "3", "problem_version": "Vision Only", "question": "Q3",
+         "answer": "2", "image": "x.png"},
+    ])  # fmt: skip
+    responses = _write_responses(tmp_path / "r.jsonl", {"1": ["it is five"], "2": ["<answer>C</answer>"], "3": [""]})
+    repo = _mathverse_checkout(tmp_path / "MathVerse")
+    judge = Judge(recorded_judge.url, recorded_judge.model, prompts="official", benchmark_repo=repo)
+    results = score_responses(bench, responses, tmp_path / "out", judge=judge)
+    assert (results["judge"]["requests"], results["judge"]["rows_judged"]) == (4, 2)  # two steps, two rows
+    extract = [f"{OUR_MATHVERSE_EXTRACT.strip()}\n\nModel response: '{r}'\nExtracted Answer: "
+               for r in ("it is five", "<answer>C</answer>")]  # fmt: skip
+    score = [OUR_MATHVERSE_SCORE.strip().format(question=q, gt=g, extraction=REPLY)
+             for q, g in (("Q1", "5"), ("Q2", "B"))]  # fmt: skip
+    assert _contents(recorded_judge.bodies) == sorted(extract + score)
+    rows = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "predictions.jsonl")}
+    # the judge's score decides, even against two different letters; the empty response keeps the rule's wrong
+    assert [rows[i]["official"] for i in "123"] == [True, True, False]
+    assert rows["2"]["judge"] == {"rule_official": False, "asked": ["extract", "equivalence"], "extracted": REPLY,
+                                  "equivalent": True}  # fmt: skip
+    agreement = results["judge"]["agreement"]
+    assert (agreement["rule"]["accuracy"], agreement["judge"]["accuracy"]) == (0.0, pytest.approx(2 / 3))
+    assert (agreement["rows_read"], agreement["agreement"]) == (2, 0.0)
