@@ -237,3 +237,18 @@ def test_a_server_dying_mid_run_leaves_a_resumable_run(served, tmp_path):
     server.shutdown()
     assert len(_DyingProxy.forwarded) == 2 and generator.stats["cached"] == 4  # only the two that were missing
     assert [len(r["responses"]) for r in read_jsonl(tmp_path / "responses.jsonl")] == [2, 2, 2]
+
+
+def test_in_process_decoding_keeps_a_generated_pad_token_as_a_server_does(tiny_model_dir):
+    """Found by bench/serving.py: HFGenerator dropped the last token of a response that ran to the limit holding the
+    pad token (6 of 32 greedy responses of the tiny model), so it disagreed with the server's text and count."""
+    import torch
+
+    from observe_r1.generation import HFGenerator
+
+    generator = HFGenerator.__new__(HFGenerator)  # _decode needs only the processor and the two ids
+    generator.processor = load_processor(tiny_model_dir)
+    generator.eos_id, generator.pad_id = 2, 0  # <|im_end|>, <|endoftext|>
+    decode = generator.processor.tokenizer.decode
+    assert generator._decode(torch.tensor([40, 0, 41])) == (decode([40, 41]), 3)  # ran to the limit: 3 tokens
+    assert generator._decode(torch.tensor([40, 41, 2, 0, 0])) == (decode([40, 41]), 3)  # ended: padding after

@@ -167,7 +167,9 @@ class HFGenerator:
 
     def _decode(self, ids) -> Response:
         ids = ids.tolist()
-        length = ids.index(self.eos_id) + 1 if self.eos_id in ids else len([t for t in ids if t != self.pad_id])
+        # pad ids follow the end of a finished response only; one without an end ran to the limit, and a pad token
+        # it generated itself (the random tiny model does) is part of it: counted, as a server counts it
+        length = ids.index(self.eos_id) + 1 if self.eos_id in ids else len(ids)
         text = self.processor.tokenizer.decode(ids[:length], skip_special_tokens=True)
         return text, length
 

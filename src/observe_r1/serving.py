@@ -436,7 +436,6 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, n
     ``observe_r1``, so images are not dropped) and the per-model response template off (responses come back as the
     model wrote them). ``non_blocking``: run in a background thread and return the ``Serve`` (``kill_server()``
     stops it)."""
-    os.environ.setdefault("HF_HUB_CACHE", str(Path.home() / ".cache" / "huggingface" / "hub"))  # GET /v1/models
     import transformers.cli.serving.utils as serving_utils
     from transformers.cli.serve import Serve
 
