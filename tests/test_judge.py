@@ -626,8 +626,9 @@ def _contents(bodies: list) -> list[str]:
 
 OFFICIAL_RESPONSES = {
     "1": ["I count one apple.", "<answer>1</answer>"],  # asked: the judge's 1 is right (the rule misses row 0)
-    "2": ["<answer>3</answer>", "3"],  # row 0 asked: the judge's 1 is wrong; row 1: int() reads it, never asked
-    "3": ["<answer>the second one</answer>", "7"],  # row 0 asked: 1 is option B (right); "7" is an option's text
+    "2": ["<answer>3</answer>", "3"],  # row 0 asked: the judge's 1 is wrong; row 1: int() reads it (right), unasked
+    "3": ["<answer>the second one</answer>", "1"],  # row 0 asked: 1 is option B (right); row 1 is option B's
+    # text: read as it is (right), where the rule reads no letter (wrong)
     "4": ["five apples", ""],  # row 0 asked: 1 is wrong, as the rule says; an empty response is never sent
 }
 OFFICIAL_ASKED = {("1", 0): True, ("1", 1): True, ("2", 0): False, ("3", 0): True, ("4", 0): False}  # -> verdict
@@ -658,24 +659,27 @@ def test_real_judge_official_mathvista_every_row(mathvista, tmp_path, recorded_j
         for i, j in OFFICIAL_ASKED)  # fmt: skip
     assert {(b["temperature"], b["max_tokens"]) for b in recorded_judge.bodies} == {(0.0, 256)}
     rows = {(r["id"], r["sample"]): r for r in read_jsonl(out / "predictions.jsonl")}
-    assert {k for k, r in rows.items() if "judge" in r} == set(OFFICIAL_ASKED)
+    as_is = {("2", 1): ("3", True), ("3", 1): ("1", True)}  # what the authors' scorer reads without asking
+    assert {k for k, r in rows.items() if "judge" in r} == set(OFFICIAL_ASKED) | set(as_is)
     assert {k: rows[k]["official"] for k in OFFICIAL_ASKED} == OFFICIAL_ASKED
+    assert {k: (rows[k]["judge"]["extracted"], rows[k]["official"]) for k in as_is} == as_is
+    assert all(rows[k]["judge"]["asked"] == [] for k in as_is)
     # rule figure, judge figure, agreement; the rows that differ beside results.json
     agreement = block["agreement"]
     assert (agreement["rule"], agreement["judge"]) == ({"accuracy": 0.25}, {"accuracy": 0.5})
-    assert (agreement["rows_read"], agreement["rows_differ"], agreement["agreement"]) == (5, 3, 0.4)
+    assert (agreement["rows_read"], agreement["rows_differ"], agreement["agreement"]) == (7, 4, pytest.approx(3 / 7))
     differ = read_jsonl(out / "judge_disagreements.jsonl")
     assert [(d["id"], d["sample"], d["rule_official"], d["judge_official"]) for d in differ] == [
-        ("1", 0, False, True), ("2", 0, True, False), ("3", 0, False, True)]  # fmt: skip
+        ("1", 0, False, True), ("2", 0, True, False), ("3", 0, False, True), ("3", 1, False, True)]  # fmt: skip
     summary = (out / "summary.md").read_text()
-    assert "rule figure accuracy 0.2500, judge figure 0.5000; the two readings agree on 2 of the 5" in summary
+    assert "rule figure accuracy 0.2500, judge figure 0.5000; the two readings agree on 3 of the 7" in summary
     assert "official prompts" in summary and results["official"]["sample_0"]["accuracy"] == 0.5
 
     # only what the rules can't read: the questions asked before come from the cache (same prompts, same keys)
     recorded_judge.bodies.clear()
     partial = score_responses(bench, responses, out, judge=judge(prompts="official", benchmark_repo=repo,
                                                                  rows="unreadable"))  # fmt: skip
-    assert (partial["judge"]["requests"], partial["judge"]["cached"]) == (2, 3)  # "3" and "7" have no marked answer
+    assert (partial["judge"]["requests"], partial["judge"]["cached"]) == (2, 3)  # "3" and "1" have no marked answer
     assert len(recorded_judge.bodies) == 2
     # our prompts are other questions: nothing comes from the cache
     ours = score_responses(bench, responses, out, judge=judge())

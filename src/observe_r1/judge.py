@@ -10,11 +10,12 @@ the chosen letters. :mod:`observe_r1.official` reads answers with rules; with a 
 server, through the ``openai`` client) the judge reads them instead, and the authors' rule then compares what it
 read. Without a judge nothing changes.
 
-Which rows (``rows``): ``all`` (the default) asks about every response, as the authors' scorers do: MathVista's
-extraction for every response but those its scorer reads without asking (an empty one, one that is exactly an option's
-text, or that ``int()`` / ``float()`` reads for integer / float questions, :func:`authors_read`), MathVerse's
-extraction and then its score against the gold for every response, LogicVista's extraction for every response.
-``unreadable`` asks only about what the rules cannot settle (:func:`rule_reads`, :func:`needs_equivalence`):
+Which rows (``rows``): ``all`` (the default) reads every response as the authors' scorers do: MathVista's
+extraction for every response but those its scorer reads as they are without asking (one that is exactly an
+option's text, or that ``int()`` / ``float()`` reads for integer / float questions: :func:`authors_reading`, whose
+reading then stands for the judge's), MathVerse's extraction and then its score against the gold for every
+response, LogicVista's extraction for every response. ``unreadable`` asks only about what the rules cannot settle
+(:func:`rule_reads`, :func:`needs_equivalence`):
 
 ===========  ========================================================================================
 mathvista    extraction, for a response with no marked answer (``<answer>…</answer>`` or ``\\boxed{}``) or
@@ -146,25 +147,25 @@ def needs_equivalence(extracted: str | None, gold: str, reward_correct: bool) ->
     return not (_ONE_LETTER.fullmatch(extracted.strip()) and _ONE_LETTER.fullmatch(gold.strip()))
 
 
-def authors_read(benchmark: str, response: str, item: dict) -> bool:
-    """Whether the authors' scorer reads ``response`` without asking its LLM: MathVista's ``extract_answer`` takes
-    a response that is exactly one of the options (multiple choice), or that ``int()`` reads (integer questions) or
-    ``float()`` reads (float questions), as it is. Our rule reads such a bare answer the same way.
+def authors_reading(benchmark: str, response: str, item: dict) -> str | None:
+    """The answer the authors' scorer reads from ``response`` without asking its LLM, or None when it asks:
+    MathVista's ``extract_answer`` takes a response that is exactly one of the options (multiple choice) as it is,
+    and one that ``int()`` reads (integer questions) or ``float()`` reads (float questions) as ``str`` of that.
 
     >>> item = {"answer": "12", "choices": [], "meta": {"question_type": "free_form", "answer_type": "integer"}}
-    >>> authors_read("mathvista", " 12 ", item), authors_read("mathvista", "12.0", item)
-    (True, False)
+    >>> authors_reading("mathvista", " 12 ", item), authors_reading("mathvista", "12.0", item)
+    ('12', None)
     """
     if benchmark != "mathvista":
-        return False
+        return None
     meta = item.get("meta") or {}
     if meta.get("question_type") == "multi_choice" and response in [str(c) for c in item.get("choices") or []]:
-        return True
+        return response
     read = {"integer": int, "float": float}.get(meta.get("answer_type"))
     try:
-        return read is not None and read(response) is not None
+        return None if read is None else str(read(response))
     except (ValueError, OverflowError):
-        return False
+        return None
 
 
 def asks_extraction(mode: str, benchmark: str, response: str, item: dict) -> bool:
@@ -181,7 +182,7 @@ def asks_extraction(mode: str, benchmark: str, response: str, item: dict) -> boo
         return False
     if benchmark in ("mathvista", "mathverse") and not item["answer"].strip():
         return False  # an empty gold is wrong whatever the answer
-    return not authors_read(benchmark, response, item)
+    return authors_reading(benchmark, response, item) is None
 
 
 def asks_equivalence(mode: str, response: str, extracted: str | None, gold: str, reward_correct: bool) -> bool:
@@ -544,9 +545,10 @@ def _reward_verdicts(rows: list[dict], readings: dict[int, str], items_by_id: di
 
 def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge: Judge, out: str | Path) -> dict:
     """Read the rows ``judge.rows`` selects with ``judge`` and its prompts (see the module's docstring) and put
-    the result in each row's ``official``; every row the judge was asked about gets ``judge``: ``rule_official``
-    (its rule verdict), ``asked`` (the steps), ``extracted`` / ``equivalent`` (what the judge said), ``failed``
-    (why a question failed: the row keeps its rule verdict). Writes ``judge_disagreements.jsonl`` into ``out``.
+    the result in each row's ``official``; every row the judge read gets ``judge``: ``rule_official`` (its rule
+    verdict), ``asked`` (the steps; none for a response the authors' scorer reads as it is), ``extracted`` /
+    ``equivalent`` (what the judge said), ``failed`` (why a question failed: the row keeps its rule verdict).
+    Writes ``judge_disagreements.jsonl`` into ``out``.
     Returns ``results.json``'s ``judge`` block: the prompts (name, version, hash), the counts, ``used_for`` (the
     official figures that hold a verdict the judge decided) and ``agreement`` (:func:`agreement`)."""
     block = judge.describe()
@@ -582,6 +584,11 @@ def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge
             failed.add(q.row)
         else:
             readings[q.row] = notes[q.row]["extracted"] = prompts.parse_extraction(answer)
+    if judge.rows == "all":  # what the authors' scorer reads without asking is its reading too (MathVista)
+        for i, row in enumerate(rows):
+            as_is = authors_reading(benchmark, row["response"], items[i]) if row["response"] else None
+            if as_is is not None and i not in notes:
+                readings[i] = note(i)["extracted"] = as_is
     extracted = {i: readings[i] for i in notes if i not in failed}
     verdicts = {i: rows[i]["official"] for i in range(len(rows))}
     if benchmark in ("mathvista", "logicvista"):
@@ -622,7 +629,8 @@ def judge_rows(rows: list[dict], items_by_id: dict, benchmark: str | None, judge
     summary, differ = agreement(benchmark, rows, items_by_id)
     write_jsonl(Path(out) / DISAGREEMENTS_FILE, differ)
     return {**block, "requests": spent["requests"], "retries": spent["retries"], "cached": spent["cached"],
-            "failures": len(failed), "failed_requests": spent["failures"], "rows": len(rows), "rows_asked": len(notes),
+            "failures": len(failed), "failed_requests": spent["failures"], "rows": len(rows),
+            "rows_asked": sum(bool(n["asked"]) for n in notes.values()),
             "rows_judged": len(notes) - len(failed), "changed_verdicts": sum(
                 rows[i]["official"] != n["rule_official"] for i, n in notes.items()),
             "used_for": used_for, "agreement": summary}  # fmt: skip
