@@ -188,55 +188,146 @@ def test_probe_refuses_a_server_that_ignores_sampling(served, tmp_path, monkeypa
         _generator(served, tmp_path).generate([record], n=2, temperature=1.0)
 
 
-class _DyingProxy(http.server.BaseHTTPRequestHandler):
-    """Forwards chat completions to the real server; after ``budget`` item requests (the probe's don't count) it
-    drops every connection, as a server that died would."""
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """A stand-in server in front of the real one: each chat completion goes to ``behaviour(body, forward, probe)``
+    (``probe``: a request of the probe's), which returns the reply to send (``forward(body)`` asks the real server)
+    or None to drop the connection unanswered, as a dead server would. ``items`` counts the other requests."""
 
-    target, budget, forwarded, lock = "", 0, [], threading.Lock()
+    target, behaviour, items, lock = "", None, 0, threading.Lock()
 
     def do_POST(self):  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        probe = PROBE_QUESTION in body.decode()
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        probe = PROBE_QUESTION in json.dumps(body)
         with self.lock:
-            if not probe and len(self.forwarded) >= self.budget:
-                self.close_connection = True
-                return  # no reply: the client sees the connection drop
-            if not probe:
-                self.forwarded.append(json.loads(body)["messages"][-1]["content"][-1]["text"])
-        request = urllib.request.Request(self.target + self.path.removeprefix("/v1"), data=body,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
-        with urllib.request.urlopen(request) as reply:
-            data = reply.read()
+            type(self).items += not probe
+        reply = type(self).behaviour(body, self.forward, probe)
+        if reply is None:
+            self.close_connection = True
+            return
+        data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
+    def forward(self, body: dict) -> dict:
+        request = urllib.request.Request(self.target + "/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request) as reply:
+            return json.loads(reply.read())
+
     def log_message(self, *args):
         pass
 
 
-@pytest.mark.slow
-def test_a_server_dying_mid_run_leaves_a_resumable_run(served, tmp_path):
-    def proxy(budget):
-        _DyingProxy.target, _DyingProxy.budget, _DyingProxy.forwarded = served.url, budget, []
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DyingProxy)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+@pytest.fixture
+def proxy(served):
+    """``proxy(behaviour)`` starts a :class:`_Proxy` in front of the served model and returns its URL."""
+    started = []
 
+    def start(behaviour):
+        _Proxy.target, _Proxy.behaviour, _Proxy.items = served.url, behaviour, 0
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_a_server_dying_mid_run_leaves_a_resumable_run(served, tmp_path, proxy):
     items = _ladder_items(tmp_path)
-    server, url = proxy(budget=4)
+    answered = []
+
+    def dies_after_four(body, forward, probe):
+        if probe:
+            return forward(body)
+        with _Proxy.lock:
+            if len(answered) >= 4:
+                return None
+            answered.append(body)
+        return forward(body)
+
+    url = proxy(dies_after_four)
     with pytest.raises(ServingError, match=f"server at {url} failed 2 of 6 requests .* rerun the same command"):
         rate(items, _generator(served, tmp_path, url=url, retries=1, timeout=5.0), tmp_path, k=2, temperature=1.0)
-    server.shutdown()
     assert len(read_jsonl(tmp_path / CACHE_FILE)) == 4 and not read_jsonl(tmp_path / "rating.jsonl", missing_ok=True)
-    server, url = proxy(budget=100)
+    url = proxy(lambda body, forward, probe: forward(body))
     generator = _generator(served, tmp_path, url=url)
     rate(items, generator, tmp_path, k=2, temperature=1.0)
-    server.shutdown()
-    assert len(_DyingProxy.forwarded) == 2 and generator.stats["cached"] == 4  # only the two that were missing
+    assert _Proxy.items == 2 and generator.stats["cached"] == 4  # only the two that were missing
     assert [len(r["responses"]) for r in read_jsonl(tmp_path / "responses.jsonl")] == [2, 2, 2]
+
+
+@pytest.mark.slow
+def test_a_server_that_honours_n_gets_one_request_per_item(served, tmp_path, proxy):
+    """vLLM and SGLang return ``n`` choices: stood in for by asking the real server ``n`` times."""
+
+    def with_n(body, forward, probe):  # n choices, each with one logprob per token but the end token, as vLLM's
+        n, logprobs = body.pop("n", 1), body.pop("logprobs", False)
+        replies = [forward(body) for _ in range(n)]
+        counts = [r["usage"]["completion_tokens"] for r in replies]
+        merged = replies[0]
+        merged["choices"] = [dict(r["choices"][0], index=i) for i, r in enumerate(replies)]
+        merged["usage"]["completion_tokens"] = sum(counts)
+        for choice, tokens in zip(merged["choices"], counts, strict=True):
+            entry = {"token": "t", "logprob": 0.0, "bytes": None, "top_logprobs": []}
+            kept = tokens - (choice["finish_reason"] == "stop")
+            choice["logprobs"] = {"content": [entry] * kept} if logprobs else None
+        return merged
+
+    url = proxy(with_n)
+    generator = _generator(served, tmp_path, url=url)
+    items = _ladder_items(tmp_path)
+    rate(items, generator, tmp_path, k=3, temperature=1.0)
+    assert json.loads((tmp_path / PROBE_FILE).read_text())["n_honoured"] is True
+    assert _Proxy.items == generator.stats["requests"] == 3  # one per item
+    lengths = {r["id"]: r["lengths"] for r in read_jsonl(tmp_path / "rating.jsonl")}
+    for row in read_jsonl(tmp_path / "responses.jsonl"):
+        assert len(set(row["responses"])) == 3
+        # the server counts the three together; each sample's count is its logprobs' (+ its end token)
+        assert sum(u["completion_tokens"] for u in row["usage"]) == row["usage"][0]["request_completion_tokens"]
+        assert [u["completion_tokens"] for u in row["usage"]] == lengths[row["id"]]
+
+
+@pytest.mark.slow
+def test_a_response_split_into_reasoning_stops_the_run(served, tmp_path, proxy):
+    """The probe passes (its requests are untouched); the first item response with a reasoning field stops the run."""
+
+    def splits(body, forward, probe):
+        reply = forward(body)
+        if not probe:
+            reply["choices"][0]["message"]["reasoning_content"] = "2 + 1 = 3"
+        return reply
+
+    url = proxy(splits)
+    with pytest.raises(ServingError, match=f"server at {url} split a response into content and reasoning"):
+        rate(_ladder_items(tmp_path), _generator(served, tmp_path, url=url, concurrency=1), tmp_path, k=2,
+             temperature=1.0)  # fmt: skip
+    assert _Proxy.items < 6  # stopped before asking everything
+
+
+@pytest.mark.slow
+def test_ladder_build_through_the_server_from_the_command_line(served, tmp_path):
+    from observe_r1.synth import generate_items, write_dataset
+
+    source = write_dataset(generate_items(4, seed=3), tmp_path / "pool")
+    out = tmp_path / "ladder"
+    result = CliRunner().invoke(app, [
+        "ladder", "build", "--source", str(source), "--model", served.model, "--out", str(out), "--k", "2",
+        "--max-new-tokens", "16", "--backend", "openai", "--url", served.url, "--served-model", served.model,
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    probe = json.loads((out / PROBE_FILE).read_text())
+    assert probe["text"] == "verbatim" and probe["sampling"]["distinct"] >= 2
+    rows = read_jsonl(out / "responses.jsonl")
+    assert rows and all(len(r["responses"]) == 2 and len(r["usage"]) == 2 for r in rows)
+    assert len(read_jsonl(out / "ladder.jsonl")) > 0
 
 
 def test_in_process_decoding_keeps_a_generated_pad_token_as_a_server_does(tiny_model_dir):

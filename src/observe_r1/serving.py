@@ -141,6 +141,20 @@ class ServedResponse(tuple):
         return response
 
 
+def choice_tokens(reply) -> list[int] | None:
+    """Completion tokens of each choice of an ``n``-choice reply, whose ``usage`` counts all choices together: the
+    length of each choice's logprobs (None if a choice has none). Where they fall short of the server's total by
+    exactly the choices that stopped, the end token was left out of the logprobs and is counted back (as ``usage``
+    and :class:`~observe_r1.generation.HFGenerator` count it)."""
+    if any(c.logprobs is None or c.logprobs.content is None for c in reply.choices):
+        return None
+    counts = [len(c.logprobs.content) for c in reply.choices]
+    stopped = [c.finish_reason == "stop" for c in reply.choices]
+    if sum(counts) + sum(stopped) == reply.usage.completion_tokens:
+        counts = [n + s for n, s in zip(counts, stopped, strict=True)]
+    return counts
+
+
 def reasoning_of(message) -> str:
     """The text a server split off the response (``reasoning_content`` or ``reasoning``), or ``""``."""
     extra = message.model_extra or {}
@@ -255,26 +269,26 @@ class OpenAIGenerator:
     def _ask(self, messages: list[dict], count: int, temperature: float) -> list[tuple[str, dict]]:
         """``count`` responses to one request: ``[(text, usage)]``; a response with a reasoning field is refused."""
         kwargs = self._sampling(temperature, self.max_new_tokens) if temperature > 0 else self._greedy()
-        if count > 1:
-            kwargs["n"] = count
+        if count > 1:  # logprobs: one entry per generated token, each choice's own count
+            kwargs.update(n=count, logprobs=True)
         reply = self._create(messages, **kwargs)
         with self._lock:
             self.stats["requests"] += 1
+        counts = choice_tokens(reply) if len(reply.choices) > 1 else [reply.usage.completion_tokens]
+        if counts is None:
+            raise ServingError(f"server at {self.url} returned {len(reply.choices)} choices without logprobs: "
+                               f"their token counts are unknown")  # fmt: skip
         out = []
-        for choice in reply.choices:
+        for choice, tokens in zip(reply.choices, counts, strict=True):
             reasoning = reasoning_of(choice.message)
             if reasoning:
                 raise RewrittenResponse(f"server at {self.url} split a response into content and reasoning "
                                         f"({reasoning[:60]!r}): start it without a reasoning parser / response "
                                         f"template (docs/serving.md)")  # fmt: skip
-            text = choice.message.content or ""
-            usage = {"prompt_tokens": reply.usage.prompt_tokens, "completion_tokens": reply.usage.completion_tokens}
-            if len(reply.choices) > 1:  # the server counts all choices together: count each one here
-                ids = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
-                usage = {"prompt_tokens": reply.usage.prompt_tokens,
-                         "completion_tokens": len(ids) + (choice.finish_reason == "stop"),
-                         "request_completion_tokens": reply.usage.completion_tokens, "counted_here": True}  # fmt: skip
-            out.append((text, usage))
+            usage = {"prompt_tokens": reply.usage.prompt_tokens, "completion_tokens": tokens}
+            if len(reply.choices) > 1:  # the server's own count covers every choice
+                usage["request_completion_tokens"] = reply.usage.completion_tokens
+            out.append((choice.message.content or "", usage))
         return out
 
     def _create(self, messages: list[dict], *, retry: bool = True, **kwargs):
@@ -411,10 +425,12 @@ class OpenAIGenerator:
         fields = self._sampling(temperature, PROBE_SAMPLE_TOKENS)
         try:
             try:
-                choices = self._create(messages, retry=False, n=PROBE_SAMPLES, **fields).choices
+                reply = self._create(messages, retry=False, n=PROBE_SAMPLES, logprobs=True, **fields)
+                choices = reply.choices
             except openai.BadRequestError:  # n refused outright: one request per sample
                 choices = []
-            n_honoured = len(choices) == PROBE_SAMPLES
+            # n is used only where each choice's tokens can be counted (its logprobs)
+            n_honoured = len(choices) == PROBE_SAMPLES and choice_tokens(reply) is not None
             while len(choices) < PROBE_SAMPLES:
                 choices += self._create(messages, retry=False, **fields).choices
         except Exception as err:  # noqa: BLE001
