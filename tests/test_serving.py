@@ -61,6 +61,7 @@ def served(tiny_model_dir):
             time.sleep(0.1)
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}/v1", model=str(tiny_model_dir), server=server)
     server.kill_server()
+    serving_utils.get_response_template = RESPONSE_TEMPLATE  # serve() turned it off for the whole process
 
 
 def _generator(served, out=None, url=None, **options):
