@@ -225,7 +225,8 @@ def _replace_jsonl(path: Path, rows: list[dict]) -> None:
 
 def _judge_note(block: dict) -> str:
     """One sentence on what the judge read, for ``results.json``'s official block and ``summary.md``."""
-    which = "every response" if block.get("judge_rows") == "all" else "answers the rules could not read"
+    which = ("every response the authors' scorer asks about" if block.get("judge_rows") == "all"
+             else "answers the rules could not read")  # fmt: skip
     return (f"{which} went to judge {block['model']!r} at {block['url']} ({block.get('prompts', 'observe-r1')} "
             f"prompts, {block['prompt_version']}): {block['rows_judged']} of {block['rows']} responses judged, "
             f"{block['changed_verdicts']} verdicts changed, {block['failures']} kept the rule reading after a "
@@ -247,6 +248,9 @@ def _write_results(items, rows, out: Path, benchmark, report, *, samples, temper
     official = official_results(report.layout, items, rows)
     if official and judged and judged.get("rows_asked"):
         official["judge"] = _judge_note(judged)
+        official["judge_agreement"] = agreement_note(judged["agreement"])
+    if judge is None:  # no judge, no disagreements: a file from an earlier judged run would mislead
+        (out / DISAGREEMENTS_FILE).unlink(missing_ok=True)
         official["judge_agreement"] = agreement_note(judged["agreement"])
     if judge is None:  # no judge, no disagreements: a file from an earlier judged run would mislead
         (out / DISAGREEMENTS_FILE).unlink(missing_ok=True)
@@ -275,6 +279,8 @@ def eval_line(results: dict, out) -> str:
     if judge and "rows_asked" in judge:
         line += (f"  judge: {judge['rows_judged']} responses read, {judge['requests']} requests, "
                  f"{judge['cached']} cached, {judge['failures']} fell back")  # fmt: skip
+        if judge["agreement"]["agreement"] is not None:
+            line += f", agrees with the rules on {judge['agreement']['agreement']:.3f}"
     elif judge:
         line += "  judge not used (rules only for this benchmark)"
     return f"{head + '  |  ' if head else ''}{line}  -> {out}"
@@ -287,6 +293,8 @@ def _official_markdown(official: dict) -> list[str]:
     lines += [f"- **{name}: {value:.4f}**" for name, value in headline(official)]
     if official.get("judge"):
         lines += [f"- Read with an LLM judge: {official['judge']}."]
+    if official.get("judge_agreement"):
+        lines += [f"- {official['judge_agreement']}."]
     if official.get("judge_agreement"):
         lines += [f"- {official['judge_agreement']}."]
     scalars = {k: v for k, v in fig.items() if not isinstance(v, dict)}
