@@ -175,19 +175,6 @@ def eval_cmd(
         help="With --judge-prompts official: a checkout of the benchmark's repository (MathVista, MathVerse); "
         "its prompt files are parsed, never run.",
     ),
-    judge_rows: str = typer.Option(
-        "all",
-        help="all: the judge reads every response, as the authors' scorers do; unreadable: only those the rules "
-        "cannot read (fewer requests).",
-    ),
-    judge_prompts: str = typer.Option(
-        "observe-r1", help="observe-r1 (our prompts) or official: the authors' prompts, read from --benchmark-repo."
-    ),
-    benchmark_repo: Path = typer.Option(
-        None,
-        help="With --judge-prompts official: a checkout of the benchmark's repository (MathVista, MathVerse); "
-        "its prompt files are parsed, never run.",
-    ),
 ) -> None:
     """Evaluate a model, or score saved responses: the benchmark's official figures, accuracy, format compliance
     and response lengths (resumable). With --judge-url, an LLM judge reads the answers as the benchmark's authors
@@ -199,8 +186,6 @@ def eval_cmd(
     judge = None
     if (judge_url is None) != (judge_model is None):
         raise typer.BadParameter("give --judge-url and --judge-model together")
-    if judge_url is None and (judge_prompts != "observe-r1" or benchmark_repo is not None):
-        raise typer.BadParameter("--judge-prompts and --benchmark-repo need a judge (--judge-url, --judge-model)")
     if judge_url is None and (judge_prompts != "observe-r1" or benchmark_repo is not None):
         raise typer.BadParameter("--judge-prompts and --benchmark-repo need a judge (--judge-url, --judge-model)")
     if judge_url is not None:

@@ -251,9 +251,6 @@ def _write_results(items, rows, out: Path, benchmark, report, *, samples, temper
         official["judge_agreement"] = agreement_note(judged["agreement"])
     if judge is None:  # no judge, no disagreements: a file from an earlier judged run would mislead
         (out / DISAGREEMENTS_FILE).unlink(missing_ok=True)
-        official["judge_agreement"] = agreement_note(judged["agreement"])
-    if judge is None:  # no judge, no disagreements: a file from an earlier judged run would mislead
-        (out / DISAGREEMENTS_FILE).unlink(missing_ok=True)
     results = {"benchmark": str(benchmark), "layout": report.layout, "samples": samples, "temperature": temperature,
                "official": official, **aggregate(rows),
                "n_unscoreable": len(unscoreable), "unscoreable_ids": unscoreable,
@@ -293,8 +290,6 @@ def _official_markdown(official: dict) -> list[str]:
     lines += [f"- **{name}: {value:.4f}**" for name, value in headline(official)]
     if official.get("judge"):
         lines += [f"- Read with an LLM judge: {official['judge']}."]
-    if official.get("judge_agreement"):
-        lines += [f"- {official['judge_agreement']}."]
     if official.get("judge_agreement"):
         lines += [f"- {official['judge_agreement']}."]
     scalars = {k: v for k, v in fig.items() if not isinstance(v, dict)}
