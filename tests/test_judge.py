@@ -580,6 +580,11 @@ def test_official_prompts_flags_fail_in_one_line(mathvista, tmp_path, monkeypatc
         assert "Traceback" not in err and "unreachable" not in err
     with pytest.raises(ConfigError, match="authors' prompts of mathvista and mathverse only, not logicvista"):
         Judge(url, "m", prompts="official", benchmark_repo=wrong_repo).prompts_for("logicvista")
+    with pytest.raises(JudgeError, match="--judge-rows is all or unreadable .* got 'some'"):
+        Judge(url, "m", rows="some")
+    with pytest.raises(JudgeError, match="--benchmark-repo only with it"):
+        Judge(url, "m", benchmark_repo=wrong_repo)  # a checkout, but our prompts
+    assert Judge(url, "m").rows == "all"  # the default: every response, as the authors' scorers ask
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
