@@ -18,11 +18,12 @@ and ``timeout_ids``: rows whose official reading ran past its time bound, scored
 ``predictions.jsonl`` (every response, its extracted answer, both verdicts; appended batch by batch so a killed
 eval resumes), and ``summary.md`` (official figures first).
 
-With a judge (``judge=``, :class:`observe_r1.judge.Judge`), MathVista, MathVerse and LogicVista rows whose answer
-the rules cannot read are read by the judge, as those benchmarks' authors read every answer (which rows:
-:mod:`observe_r1.judge`); its answers are kept in ``judge_cache.jsonl``, each judged row carries ``judge`` in
-``predictions.jsonl``, and ``results.json`` has a ``judge`` block. Without a judge, rows a judge read before go back
-to their rule verdicts.
+With a judge (``judge=``, :class:`observe_r1.judge.Judge`), MathVista, MathVerse and LogicVista responses are read
+by the judge as those benchmarks' authors have them read (every response, or only those the rules cannot read;
+which rows and whose prompts: :mod:`observe_r1.judge`); its answers are kept in ``judge_cache.jsonl``, each judged
+row carries ``judge`` in ``predictions.jsonl``, ``results.json`` has a ``judge`` block (with the rule figure, the
+judge figure and their agreement), and the rows whose verdicts differ are in ``judge_disagreements.jsonl``.
+Without a judge, rows a judge read before go back to their rule verdicts.
 """
 
 from __future__ import annotations
