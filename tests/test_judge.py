@@ -724,3 +724,23 @@ def test_real_judge_official_mathverse_extracts_then_scores(tmp_path, recorded_j
     agreement = results["judge"]["agreement"]
     assert (agreement["rule"]["accuracy"], agreement["judge"]["accuracy"]) == (0.0, pytest.approx(2 / 3))
     assert (agreement["rows_read"], agreement["agreement"]) == (2, 0.0)
+
+
+@pytest.mark.slow
+def test_cli_passes_rows_and_official_prompts_to_the_judge(mathvista, tmp_path, judge_server):
+    from typer.testing import CliRunner
+
+    from observe_r1.cli import app
+
+    bench, responses = mathvista
+    repo, out = _mathvista_checkout(tmp_path / "MathVista"), tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "eval", "--benchmark", str(bench), "--responses", str(responses), "--out", str(out),
+        "--judge-url", judge_server.url, "--judge-model", judge_server.model, "--judge-rows", "unreadable",
+        "--judge-prompts", "official", "--benchmark-repo", str(repo)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    block = json.loads((out / "results.json").read_text())["judge"]
+    assert (block["judge_rows"], block["prompts"], block["requests"]) == ("unreadable", "official", len(JUDGED_ROWS))
+    assert block["prompt_file"] == str(repo / "evaluation/prompts/ext_ans.py")
+    assert "agrees with the rules on 0.333" in result.output  # rows 1 and 3 change, row 4 stays wrong
+    assert "answers the rules could not read went to judge" in (out / "summary.md").read_text()
