@@ -399,8 +399,8 @@ class ScriptedModel:
         return [[(self.responses[r["problem"].split("\n")[0]][j], 5) for j in range(n)] for r in records]
 
 
-@pytest.mark.slow
-def test_real_judge_with_generation_mathverse_two_steps(tmp_path, judge_server):
+def _mathverse_bench(tmp_path, third_gold: str):
+    """Three MathVerse rows (Q1 gold 5, Q2 gold B, Q3 gold ``third_gold``) sharing one image, written to a file."""
     bench = tmp_path / "mathverse.jsonl"
     write_jsonl(bench, [
         {"sample_index": "1", "problem_index": "1", "problem_version": "Text Lite", "question": "Q1", "answer": "5",
@@ -408,9 +408,15 @@ def test_real_judge_with_generation_mathverse_two_steps(tmp_path, judge_server):
         {"sample_index": "2", "problem_index": "2", "problem_version": "Text Lite", "question": "Q2",
          "answer": "B", "image": "x.png"},
         {"sample_index": "3", "problem_index": "3", "problem_version": "Vision Only", "question": "Q3",
-         "answer": "2\\sqrt{3}", "image": "x.png"},
+         "answer": third_gold, "image": "x.png"},
     ])  # fmt: skip
     (tmp_path / "x.png").write_bytes(_png())
+    return bench
+
+
+@pytest.mark.slow
+def test_real_judge_with_generation_mathverse_two_steps(tmp_path, judge_server):
+    bench = _mathverse_bench(tmp_path, third_gold="2\\sqrt{3}")
     model = ScriptedModel({
         "Q1": ["it is five", "<answer>5</answer>"],  # extract (1), the reward rejects 1, equivalence (1): right
         "Q2": ["<answer>C</answer>", "<answer>B</answer>"],  # letters: settled by the rule, never asked
@@ -697,15 +703,7 @@ def test_real_judge_official_mathvista_every_row(mathvista, tmp_path, recorded_j
 
 @pytest.mark.slow
 def test_real_judge_official_mathverse_extracts_then_scores(tmp_path, recorded_judge):
-    bench = tmp_path / "mathverse.jsonl"
-    write_jsonl(bench, [
-        {"sample_index": "1", "problem_index": "1", "problem_version": "Text Lite", "question": "Q1", "answer": "5",
-         "image": "x.png"},
-        {"sample_index": "2", "problem_index": "2", "problem_version": "Text Lite", "question": "Q2",
-         "answer": "B", "image": "x.png"},
-        {"sample_index": "3", "problem_index": "3", "problem_version": "Vision Only", "question": "Q3",
-         "answer": "2", "image": "x.png"},
-    ])  # fmt: skip
+    bench = _mathverse_bench(tmp_path, third_gold="2")
     responses = _write_responses(tmp_path / "r.jsonl", {"1": ["it is five"], "2": ["<answer>C</answer>"], "3": [""]})
     repo = _mathverse_checkout(tmp_path / "MathVerse")
     judge = Judge(recorded_judge.url, recorded_judge.model, prompts="official", benchmark_repo=repo)
