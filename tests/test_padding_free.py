@@ -282,6 +282,7 @@ def test_per_sequence_sdpa_equals_transformers_masked_packed_row(trainer_and_bat
     per_sequence = _logps(trainer, batch, True)[0]
     text_config = trainer.model.config.get_text_config()
     assert text_config._attn_implementation == PER_SEQUENCE_SDPA
+    assert PER_SEQUENCE_SDPA not in trainer.model.config.to_json_string()  # checkpoints load without observe_r1
     inputs, _ = _packed_inputs(trainer, batch)
     mask, keep = batch["attention_mask"], batch["logits_to_keep"]
     try:
@@ -292,3 +293,22 @@ def test_per_sequence_sdpa_equals_transformers_masked_packed_row(trainer_and_bat
         text_config._attn_implementation = PER_SEQUENCE_SDPA
     assert (masked - per_sequence).abs().max() < ATOL and masked.abs().sum() > 0
     assert (_logps(trainer, batch, False)[0] - per_sequence).abs().max() < ATOL  # the padded path, after the switch
+
+
+def test_dynamic_sampling_trains_the_same_groups_packed(tiny_model_dir, tmp_path):
+    """Dynamic sampling regroups rows of several generation rounds before the update: packed, the same prompts are
+    trained (advantages do not depend on the layout) and the parameters end where the padded run's do."""
+    from observe_r1.jsonl import read_jsonl
+    from tests.helpers import ScriptedGroups, train_spied
+
+    runs = {}
+    for padding_free in (False, True):
+        torch.manual_seed(0)
+        out = tmp_path / str(padding_free)
+        trainer, *_ = train_spied(tiny_model_dir, out, ScriptedGroups({0, 3}), max_steps=2, dynamic_sampling=True,
+                                  padding_free=padding_free)  # fmt: skip
+        consumed = read_jsonl(out / "out" / "consumed.jsonl")
+        runs[padding_free] = consumed, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    assert runs[True][0] == runs[False][0] and runs[True][0][0]["dropped"]  # a refill happened
+    ends = runs[True][1], runs[False][1]
+    assert max((ends[0][n] - ends[1][n]).abs().max() for n in ends[0]) < 2e-4
