@@ -28,6 +28,9 @@ a static cache with a compiled decoding step, at 32 and 128 sequences (``--engin
 (``--compile-generation``). ``micro_batch_sweep`` (after training): the update's MFU and peak memory at 8, 16 and 32
 completions per micro-step (``--sweep``), stopping at the first out-of-memory. ``tokens_per_s_per_gpu`` is EasyR1's
 throughput: prompt + completion tokens of the step's sequences per second of the whole step, per GPU.
+``padding_free`` (after the sweep): one update (loss-side forward + backward) on a recipe micro-batch of MATH-V
+prompts, padded vs packed (``--padding_free``, docs/padding_free.md), on sdpa and, when flash-attn is installed,
+flash_attention_2: seconds, peak memory and the log-prob difference to the padded run.
 
 Writes ``gpu_check.json`` (every field; ``mfu`` is null on a CPU, where memory is the process's peak RSS) and
 ``gpu_check.md`` into ``--out``.
@@ -44,6 +47,7 @@ import resource
 import time
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import torch
 from transformers import TrainerCallback
@@ -295,6 +299,86 @@ def micro_batch_sweep(args, model_dir, processor, dataset, device, sizes: list[i
     return rows
 
 
+def padding_free_update(model_dir: Path, processor, records: list[dict], device, *, rows: int, new_tokens: int,
+                        repeats: int) -> dict:  # fmt: skip
+    """The update (loss-side forward with entropies + backward, gradient checkpointing) on one micro-batch of
+    ``rows`` MATH-V prompts with random completions of ``new_tokens`` / 8 to ``new_tokens`` tokens: padded (TRL's
+    layout) vs padding-free (``observe_r1.packing``), with sdpa and, when installed, flash_attention_2. Per variant:
+    median seconds, peak memory, and the largest log-prob difference to the padded sdpa run."""
+    from transformers.utils import is_flash_attn_2_available
+    from trl import GRPOTrainer
+    from trl.trainer.utils import add_fused_lm_head
+
+    from observe_r1.models import image_token_types, load_policy
+    from observe_r1.packing import packed_logps_and_entropies
+
+    message = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r["problem"]}]}
+               for r in records[:rows]]  # fmt: skip
+    texts = [processor.apply_chat_template([m], add_generation_prompt=True) for m in message]
+    processor.tokenizer.padding_side = "left"
+    prompt = processor(text=texts, images=[r["images"] for r in records[:rows]], padding=True, return_tensors="pt")
+    lengths = torch.linspace(max(1, new_tokens // 8), new_tokens, rows).round().long()
+    first_plain = max(processor.tokenizer.all_special_ids) + 1
+    completion = torch.randint(first_plain, len(processor.tokenizer), (rows, new_tokens),
+                               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    completion_mask = (torch.arange(new_tokens)[None] < lengths[:, None]).long()
+    completion = completion.masked_fill(completion_mask == 0, processor.tokenizer.pad_token_id)
+    input_ids = torch.cat([prompt["input_ids"], completion], 1)
+    pad_ids = [processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")]
+    batch = {"input_ids": input_ids, "attention_mask": torch.cat([prompt["attention_mask"], completion_mask], 1),
+             "logits_to_keep": new_tokens, "pixel_values": prompt["pixel_values"],
+             "image_grid_thw": prompt["image_grid_thw"], "num_images": [1] * rows,
+             "mm_token_type_ids": image_token_types(input_ids, *pad_ids)}  # fmt: skip
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    mask = batch["attention_mask"][:, -new_tokens:]
+    accelerator = argparse.Namespace(autocast=contextlib.nullcontext, is_main_process=True)  # what TRL's method reads
+    padded_forward = functools.partial(GRPOTrainer._get_per_token_logps_and_entropies,
+                                       argparse.Namespace(accelerator=accelerator))  # fmt: skip
+    out = {"rows": rows, "tokens": int(batch["attention_mask"].sum()), "padded_width": input_ids.shape[1],
+           "padding_fraction": 1 - batch["attention_mask"].float().mean().item()}  # fmt: skip
+    reference = None
+    # On a CPU TRL's fused head scores every position (151,936-wide at 3B); score the completion only, as with Triton
+    on_cpu = device.type == "cpu"
+    head = mock.patch("trl.trainer.utils._use_triton", lambda d: True) if on_cpu else contextlib.nullcontext()
+    for impl in ["sdpa"] + (["flash_attention_2"] if device.type == "cuda" and is_flash_attn_2_available() else []):
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        model, _ = load_policy(model_dir, dtype=dtype, device=device, attn_implementation=impl)
+        add_fused_lm_head(model, temperature=1.0, outputs=("log_probs", "entropy"))
+        model.gradient_checkpointing_enable()
+        model.train()
+        for name, forward in (("padded", padded_forward), ("packed", packed_logps_and_entropies)):
+
+            def update(forward=forward, model=model):
+                b = dict(batch)
+                logps, _, _ = forward(model, b.pop("input_ids"), b.pop("attention_mask"), b.pop("logits_to_keep"),
+                                      compute_entropy=True, **b)  # fmt: skip
+                (-(logps * mask).sum() / mask.sum()).backward()
+                model.zero_grad(set_to_none=True)
+                return logps.detach().float()
+
+            if device.type == "cuda":
+                fits(update, device)  # warm-up (the head is scored as TRL scores it there)
+                torch.cuda.reset_peak_memory_stats(device)
+            phases, seconds, logps = Phases(device), [], None
+            for _ in range(repeats):
+                with phases.phase("update"), head:
+                    logps = fits(update, device)
+                seconds.append(phases.seconds.pop("update"))
+            if logps is None:
+                out[f"{impl}_{name}"] = {"out_of_memory": True}
+                continue
+            reference = logps if reference is None else reference
+            diff = (logps - reference)[mask.bool()].abs().max().item()
+            out[f"{impl}_{name}"] = {"s": sorted(seconds)[len(seconds) // 2], "peak_memory": peak_memory(device),
+                                     "max_logprob_diff": diff}  # fmt: skip
+            print(f"gpu_check: update {impl} {name}: {out[f'{impl}_{name}']}", flush=True)
+        if "s" in out[f"{impl}_padded"] and "s" in out[f"{impl}_packed"]:
+            out[f"{impl}_speedup"] = out[f"{impl}_padded"]["s"] / out[f"{impl}_packed"]["s"]
+        del model
+        gc.collect()
+    return out
+
+
 def fits(fn, device):
     """``fn()``, or None when the device runs out of memory (memory freed for the next try)."""
     try:
@@ -326,6 +410,15 @@ def _sweep_cell(row: dict) -> str:
     return f"{mfu}, {row['peak_memory']['allocated_gb']:.1f} GiB"
 
 
+def _packing_cell(packing: dict, impl: str) -> str:
+    cells = [packing[f"{impl}_{name}"] for name in ("padded", "packed")]
+    if any(c.get("out_of_memory") for c in cells):
+        return " / ".join("out of memory" if c.get("out_of_memory") else f"{c['s']:.2f} s" for c in cells)
+    return (f"{cells[0]['s']:.2f} / {cells[1]['s']:.2f} ({packing[f'{impl}_speedup']:.2f}x), "
+            f"{cells[0]['peak_memory']['allocated_gb']:.1f} / {cells[1]['peak_memory']['allocated_gb']:.1f}; "
+            f"padding {packing['padding_fraction']:.2f}")  # fmt: skip
+
+
 def markdown(result: dict) -> str:
     t = result["training"]
     rows = [
@@ -351,6 +444,8 @@ def markdown(result: dict) -> str:
           for n in result["generation_engines"]["eager"]),
         *((f"update at micro-batch {row['micro_batch']}: MFU, peak allocated", _sweep_cell(row))
           for row in result.get("micro_batch_sweep", [])),
+        *((f"update padded / packed, {impl} (s, peak allocated GiB)", _packing_cell(result["padding_free"], impl))
+          for impl in ("sdpa", "flash_attention_2") if f"{impl}_padded" in result.get("padding_free", {})),
         ("wall time", f"{result['wall_s']:.0f} s"),
     ]  # fmt: skip
     lines = ["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
@@ -465,6 +560,10 @@ def main(argv: list[str] | None = None) -> dict:
                   recipe_micro_batch_fits=training["micro_batch"] >= recipe_mb)  # fmt: skip
     save_partial(out, result, started)
     result["micro_batch_sweep"] = micro_batch_sweep(args, model_dir, processor, dataset, device, args.sweep)
+    save_partial(out, result, started)
+    rows = min(len(records), recipe_mb)
+    result["padding_free"] = padding_free_update(model_dir, processor, records, device, rows=rows,
+                                                 new_tokens=args.new_tokens, repeats=1 if on_cpu else 3)  # fmt: skip
     save_partial(out, result, started)
     gc.collect()
     if device.type == "cuda":

@@ -156,3 +156,7 @@ def test_gpu_check_runs_on_cpu_and_writes_every_field(tmp_path):
     assert engines["eager"]["2"]["compilations"] == 0 and engines["static_compiled"]["2"]["compilations"] >= 1
     assert training["tokens_per_s_per_gpu"] == pytest.approx(training["trained_tokens"] / training["s_per_step"])
     assert result["micro_batch_sweep"] == [] and training["compile_generation"] is False  # CPU defaults
+    packing = result["padding_free"]  # padded vs packed update (docs/padding_free.md), fp32 here: equal log-probs
+    assert packing["rows"] == 2 and 0 < packing["padding_fraction"] < 1 and packing["sdpa_speedup"] > 0
+    assert packing["sdpa_packed"]["max_logprob_diff"] < 1e-4 and "flash_attention_2_packed" not in packing
+    assert "| update padded / packed, sdpa" in report
