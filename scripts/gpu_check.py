@@ -28,9 +28,10 @@ a static cache with a compiled decoding step, at 32 and 128 sequences (``--engin
 (``--compile-generation``). ``micro_batch_sweep`` (after training): the update's MFU and peak memory at 8, 16 and 32
 completions per micro-step (``--sweep``), stopping at the first out-of-memory. ``tokens_per_s_per_gpu`` is EasyR1's
 throughput: prompt + completion tokens of the step's sequences per second of the whole step, per GPU.
-``padding_free`` (after the sweep): one update (loss-side forward + backward) on a recipe micro-batch of MATH-V
-prompts, padded vs packed (``--padding_free``, docs/padding_free.md), on sdpa and, when flash-attn is installed,
-flash_attention_2: seconds, peak memory and the log-prob difference to the padded run.
+``padding_free`` (after the sweep; ``--padding-free``, by default on CUDA only): one update (loss-side forward +
+backward) on a recipe micro-batch of MATH-V prompts, padded vs packed (``--padding_free``, docs/padding_free.md), on
+sdpa and, when flash-attn is installed, flash_attention_2: seconds, peak memory and the log-prob difference to
+the padded run.
 
 Writes ``gpu_check.json`` (every field; ``mfu`` is null on a CPU, where memory is the process's peak RSS) and
 ``gpu_check.md`` into ``--out``.
@@ -499,6 +500,13 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="Micro-batches whose update MFU and memory are measured (default: 8 16 32; CPU none).",
     )
+    parser.add_argument(
+        "--padding-free",
+        choices=["true", "false", "auto"],
+        default="auto",
+        help="Time one update padded vs packed (auto: on CUDA; on a CPU the 3B head makes it slow, and "
+        "tests/test_scale_path.py runs it on the tiny model instead).",
+    )
     args = parser.parse_args(argv)
     on_cpu = args.device == "cpu"  # the same code, sized to prove itself in a test on 2 cores
     args.num_generations = args.num_generations or (2 if on_cpu else 8)
@@ -561,10 +569,11 @@ def main(argv: list[str] | None = None) -> dict:
     save_partial(out, result, started)
     result["micro_batch_sweep"] = micro_batch_sweep(args, model_dir, processor, dataset, device, args.sweep)
     save_partial(out, result, started)
-    rows = min(len(records), recipe_mb)
-    result["padding_free"] = padding_free_update(model_dir, processor, records, device, rows=rows,
-                                                 new_tokens=args.new_tokens, repeats=1 if on_cpu else 3)  # fmt: skip
-    save_partial(out, result, started)
+    if args.padding_free == "true" or (args.padding_free == "auto" and not on_cpu):
+        result["padding_free"] = padding_free_update(model_dir, processor, records, device,
+                                                     rows=min(len(records), recipe_mb), new_tokens=args.new_tokens,
+                                                     repeats=1 if on_cpu else 3)  # fmt: skip
+        save_partial(out, result, started)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
