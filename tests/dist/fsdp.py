@@ -1,12 +1,12 @@
 """Run with 2 processes (torchrun --nproc_per_node 2 tests/dist/fsdp.py TINY_MODEL OUT_DIR [TINY_QWEN3_MODEL]).
 
 observe-r1's own training under real FSDP2 on CPU processes (accelerate made to shard by the test-only shim in
-``shard_on_cpu.py``). Per mode (full fine-tune, frozen vision tower, LoRA): a 4-step run that saves checkpoint-2 and
-exports ``final/`` with ``save_final`` on every rank, then a run resumed from its checkpoint-2; given a Qwen3-VL
-model, its full fine-tune too (mode ``qwen3``). Then the same 4 steps under plain DDP. Each rank writes what it saw:
-whether parameters were sharded, whether every forward's image marks sat on the image tokens, whether the resumed
-weights equal the uninterrupted run's (bit for bit), and how far DDP and FSDP2 ended apart. Rank 0 also writes each
-run's final full weights (``MODE/end.pt``).
+``shard_on_cpu.py``). Per mode (full fine-tune, frozen vision tower, LoRA, the full fine-tune with padding-free
+updates, and, given a Qwen3-VL model, its full fine-tune): a 4-step run that saves checkpoint-2 and exports
+``final/`` with ``save_final`` on every rank, then a run resumed from its checkpoint-2. Then the same 4 steps under
+plain DDP. Each rank writes what it saw: whether parameters were sharded, whether every forward's image marks sat on
+the image tokens, whether the resumed weights equal the uninterrupted run's (bit for bit), and how far DDP and FSDP2
+ended apart. Rank 0 also writes each run's final full weights (``MODE/end.pt``).
 """
 
 import json
@@ -27,7 +27,7 @@ from tests.dist.shard_on_cpu import shard_on_cpu  # noqa: E402
 from tests.helpers import ImagePositionCheck, ParityAccuracy, differing_weights, synth_dataset, tiny_config  # noqa: E402
 
 MODES = {"full": {}, "frozen_tower": {"freeze_vision_tower": True}, "lora": {"use_peft": True, "lora_r": 4},
-         "qwen3": {}}  # fmt: skip
+         "qwen3": {}, "packed": {"padding_free": True}}  # fmt: skip
 
 
 def full_weights(model) -> dict:
