@@ -56,7 +56,7 @@ RECIPES = {  # what each recipe must set (after its `extends:` chain), beyond pa
     "grpo_baseline": {"curriculum": "shuffled", "use_bonus": False, "use_dyna_weight": False, "beta": 0.01,
                       "shuffle_dataset": True},
     "random_order": {"curriculum": "shuffled", "use_bonus": True, "use_dyna_weight": True},
-    "tiny_cpu": {"num_generations": 4, "use_cpu": True},
+    "tiny_cpu": {"num_generations": 4, "use_cpu": True, "padding_free": True},
     # one GPU: the paper's 128 prompts x 8 per generation and 64 prompts per optimizer step, by accumulation
     "observe_r1_qwen2_5_vl_3b_1gpu": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 64,
                                       "generation_batch_size": 1024, "use_peft": False, "learning_rate": 1e-6,
