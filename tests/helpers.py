@@ -193,21 +193,29 @@ def length_parity_tail(text: str) -> float:
 
 def run_until_killed(cmd: list[str], out: Path, *, checkpoint: str, consumed_lines: int, env: dict,
                      timeout: float = 240, poll: float = 0.01) -> int:  # fmt: skip
-    """Start ``cmd`` (an ``observe-r1 train`` writing to ``out``) and kill -9 its process group once ``out`` holds
-    ``checkpoint`` and ``consumed.jsonl`` has ``consumed_lines`` lines; returns the exit code (-SIGKILL if killed)."""
-    import os
+    """Start ``cmd`` (an ``observe-r1 train`` writing to ``out``) and kill -9 it with every process it started once
+    ``out`` holds ``checkpoint`` (a folder or a file in one) and ``consumed.jsonl`` has ``consumed_lines`` lines;
+    returns the exit code (-SIGKILL if killed). The whole process tree is killed: torchrun starts each worker in a
+    session of its own, so killing the process group would leave the workers training."""
     import signal
     import subprocess
     import time
+
+    import psutil
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)  # fmt: skip
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         log = out / "consumed.jsonl"
-        if (out / checkpoint).is_dir() and (consumed_lines == 0 or log.exists() and
+        if (out / checkpoint).exists() and (consumed_lines == 0 or log.exists() and
                                             len(log.read_text().splitlines()) >= consumed_lines):  # fmt: skip
-            os.killpg(proc.pid, signal.SIGKILL)
+            parent = psutil.Process(proc.pid)
+            for process in [parent, *parent.children(recursive=True)]:
+                try:
+                    process.send_signal(signal.SIGKILL)
+                except psutil.NoSuchProcess:
+                    pass
             break
         time.sleep(poll)
     return proc.wait()

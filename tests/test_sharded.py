@@ -10,10 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -32,7 +30,7 @@ from observe_r1.config import ConfigError
 from observe_r1.models import load_policy
 from observe_r1.synth import generate_items, write_dataset
 from observe_r1.train import build_trainer, resolve_checkpoint, resume_mode
-from tests.helpers import run_two_processes, synth_dataset, tiny_config
+from tests.helpers import run_two_processes, run_until_killed, synth_dataset, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -80,16 +78,6 @@ def test_fsdp2_trains_resumes_bit_identical_and_exports_whole_models(tiny_model_
     assert not any("lora_" in n for n, _ in merged.named_parameters())
 
 
-def _kill_tree(pid: int) -> None:
-    """kill -9 a torchrun and its workers (torchrun starts each worker in a session of its own)."""
-    parent = psutil.Process(pid)
-    for proc in [parent, *parent.children(recursive=True)]:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-
-
 FSDP_RECIPE = ROOT / "recipes" / "accelerate" / "fsdp.yaml"
 
 
@@ -121,15 +109,10 @@ def test_fsdp2_recipe_kill_9_resume_auto_and_eval(tiny_model_dir, tmp_path):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     subprocess.run(_accelerate(SHIM, *_train(tiny_model_dir, data, straight, *extra)), check=True,
                    capture_output=True, env=env, timeout=300)  # fmt: skip
-    proc = subprocess.Popen(_accelerate(SHIM, *_train(tiny_model_dir, data, crashed, *extra)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline:
-        if (crashed / "checkpoint-4" / COMPLETE_MARKER).is_file():
-            _kill_tree(proc.pid)
-            break
-        time.sleep(0.02)
-    assert proc.wait() != 0, "the run finished before it could be killed"
+    killed_after = f"checkpoint-4/{COMPLETE_MARKER}"  # a complete, sharded checkpoint-4
+    code = run_until_killed(_accelerate(SHIM, *_train(tiny_model_dir, data, crashed, *extra)), crashed,
+                            checkpoint=killed_after, consumed_lines=0, env=env, poll=0.02)  # fmt: skip
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (crashed / "final").exists()
     assert (crashed / "checkpoint-4" / "pytorch_model_fsdp_0").is_dir()  # mid-run checkpoints stay sharded
     assert not list((crashed / "checkpoint-4").glob("*.safetensors"))

@@ -18,13 +18,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 from torch.distributed.tensor import DTensor  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
 
 from observe_r1.models import load_policy  # noqa: E402
 from observe_r1.rewards import FormatReward  # noqa: E402
 from observe_r1.train import build_trainer, end_processes, save_final  # noqa: E402
 from tests.dist.shard_on_cpu import shard_on_cpu  # noqa: E402
-from tests.helpers import ImagePositionCheck, ParityAccuracy, differing_weights, synth_dataset, tiny_config  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    ImagePositionCheck,
+    ParityAccuracy,
+    StopAt,
+    differing_weights,
+    synth_dataset,
+    tiny_config,
+)
 
 MODES = {"full": {}, "frozen_tower": {"freeze_vision_tower": True}, "lora": {"use_peft": True, "lora_r": 4},
          "qwen3": {}, "packed": {"padding_free": True}}  # fmt: skip
@@ -37,18 +43,11 @@ def full_weights(model) -> dict:
     }
 
 
-class Snapshots(TrainerCallback):
-    """Whole weights when training (re)starts and after step ``at``."""
+class Snapshots(StopAt):
+    """``StopAt`` that copies whole weights (sharded ones all-gathered, on every rank at the same step)."""
 
-    def __init__(self, at: int | None = None):
-        self.at, self.at_start, self.weights = at, None, None
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.at_start = full_weights(model)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step == self.at:
-            self.weights = full_weights(model)
+    def _copy(self, model) -> dict:
+        return full_weights(model)
 
 
 def train(model_dir, dataset, out: Path, overrides: dict, callback, resume: str | None = None, fsdp=True):
@@ -77,7 +76,7 @@ def main(model_dir: str, out_dir: str, qwen3_dir: str | None = None) -> None:
         if mode == "qwen3" and qwen3_dir is None:
             continue
         policy = qwen3_dir if mode == "qwen3" else model_dir
-        straight = Snapshots(at=2)
+        straight = Snapshots(snapshot_at=2)
         trainer, processor, record = train(policy, dataset, out / mode / "straight", overrides, straight)
         end = full_weights(trainer.model)
         final = save_final(trainer, processor)  # every rank: the full state dict is gathered collectively
