@@ -128,7 +128,7 @@ def test_real_qwen3_build_rates_every_item_with_the_easy_filter(tiny_qwen3_dir, 
     assert 0 < len(rated) <= 12 and all(len(r["lengths"]) == 2 for r in rated)
     assert 0 < len(ladder) <= len(rated) and all(0 <= r["difficulty"] <= 1 for r in ladder)
     keys = [(r["difficulty"], r["complexity"]) for r in ladder]
-    assert keys == sorted(keys)  # easy -> hard, then short -> long (METHOD.md §2.4)
+    assert keys == sorted(keys)  # easy -> hard, then short -> long (docs/method.md, NeuraLadder)
 
 
 @pytest.mark.slow

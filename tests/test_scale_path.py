@@ -49,7 +49,7 @@ def test_shape_true_configs_have_the_published_numbers():
 def test_qwen3_shapes_have_the_published_numbers(shape, count, text, vision, deepstack, tied):
     config = shaped_config(shape)
     t, v = config.text_config, config.vision_config
-    assert count_parameters(config) == count  # FACTS.md: 2.128 B, 4.438 B, 8.767 B on the meta device
+    assert count_parameters(config) == count  # 2.128 B, 4.438 B, 8.767 B on the meta device (docs/families.md)
     heads = (t.num_attention_heads, t.num_key_value_heads)
     assert (t.hidden_size, t.intermediate_size, t.num_hidden_layers, *heads) == text
     assert (v.depth, v.hidden_size, v.intermediate_size) == vision and v.out_hidden_size == t.hidden_size
